@@ -1,0 +1,283 @@
+"""The plan: an ordered set of length-range buffers, validated and versioned, stored as JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+PLAN_VERSION = 1
+MODEL_MAX_LENGTH = 256  # all-MiniLM-L6-v2's max_seq_length (sentence_bert_config.json)
+
+# AWS Lambda limits (Lambda quotas page): memory 128-10,240 MB.
+MIN_MEMORY_MB = 128
+MAX_MEMORY_MB = 10_240
+# SQS event source mapping rules (AWS Lambda developer guide, "Using Lambda with Amazon SQS"):
+# the batching window is whole seconds 0-300, BatchSize 1-10,000, and a BatchSize above 10
+# requires a window of at least 1 s; MaximumConcurrency is 2-1,000.
+MAX_WINDOW_S = 300
+MAX_MANAGED_BATCH = 10_000
+MAX_BATCH_WITHOUT_WINDOW = 10
+MIN_CONCURRENCY, MAX_CONCURRENCY = 2, 1_000
+# A Lambda invocation payload is at most 6 MB; 1,024 texts of <=4 KiB each stay well inside.
+MAX_DISPATCHER_BATCH = 1_024
+
+
+class PlanError(ValueError):
+    """A plan file or dict that does not describe a valid plan; the message names the field."""
+
+
+class DispatchMode(StrEnum):
+    MANAGED = "managed"  # the SQS event source mapping batches (whole-second windows)
+    DISPATCHER = "dispatcher"  # a long-running dispatcher with millisecond timers
+
+
+@dataclass(frozen=True)
+class BufferSpec:
+    """One buffer: a contiguous range of token lengths and how its batches are formed."""
+
+    name: str
+    min_length: int
+    max_length: int
+    max_batch_size: int
+    timeout_ms: int
+    memory_mb: int
+    dispatch_mode: DispatchMode = DispatchMode.DISPATCHER
+    max_concurrency: int = 10
+    max_batch_tokens: int | None = None  # Sarathi-style cap on padded tokens (B x L); None = off
+
+    @property
+    def timeout_s(self) -> float:
+        return self.timeout_ms / 1000.0
+
+    def accepts(self, length: int) -> bool:
+        return self.min_length <= length <= self.max_length
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An ordered list of buffers covering token lengths 1..max_length without gaps."""
+
+    buffers: tuple[BufferSpec, ...]
+    name: str = "plan"
+    max_length: int = MODEL_MAX_LENGTH
+    policy: str = "size_timeout"
+    version: int = PLAN_VERSION
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        _validate_plan(self)
+
+    def buffer(self, name: str) -> BufferSpec:
+        for spec in self.buffers:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"plan {self.name!r} has no buffer {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "name": self.name,
+            "max_length": self.max_length,
+            "policy": self.policy,
+            "buffers": [_spec_to_dict(s) for s in self.buffers],
+            "meta": self.meta,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+
+def _spec_to_dict(spec: BufferSpec) -> dict[str, Any]:
+    out = asdict(spec)
+    out["dispatch_mode"] = spec.dispatch_mode.value
+    return out
+
+
+_BUFFER_FIELDS = {
+    "name": str,
+    "min_length": int,
+    "max_length": int,
+    "max_batch_size": int,
+    "timeout_ms": int,
+    "memory_mb": int,
+    "dispatch_mode": str,
+    "max_concurrency": int,
+    "max_batch_tokens": (int, type(None)),
+}
+_REQUIRED_BUFFER_FIELDS = ("min_length", "max_length", "max_batch_size", "timeout_ms", "memory_mb")
+_PLAN_FIELDS = {"version", "name", "max_length", "policy", "buffers", "meta"}
+
+
+def _typed(where: str, value: Any, expected: type | tuple[type, ...]) -> Any:
+    # bool is an int subclass in Python; a plan field of true/false is a mistake, not a 1/0.
+    if isinstance(value, bool) or not isinstance(value, expected):
+        names = expected.__name__ if isinstance(expected, type) else " or ".join(
+            t.__name__ for t in expected
+        )
+        raise PlanError(f"{where} must be {names}, got {value!r}")
+    return value
+
+
+def _buffer_from_dict(index: int, raw: Any) -> BufferSpec:
+    where = f"buffers[{index}]"
+    if not isinstance(raw, dict):
+        raise PlanError(f"{where} must be an object, got {raw!r}")
+    unknown = sorted(set(raw) - set(_BUFFER_FIELDS))
+    if unknown:
+        raise PlanError(f"{where} has unknown field(s) {unknown}")
+    for key in _REQUIRED_BUFFER_FIELDS:
+        if key not in raw:
+            raise PlanError(f"{where}.{key} is required")
+    values = {k: _typed(f"{where}.{k}", v, _BUFFER_FIELDS[k]) for k, v in raw.items()}
+    mode = values.get("dispatch_mode", DispatchMode.DISPATCHER.value)
+    try:
+        values["dispatch_mode"] = DispatchMode(mode)
+    except ValueError:
+        valid = [m.value for m in DispatchMode]
+        raise PlanError(f"{where}.dispatch_mode must be one of {valid}, got {mode!r}") from None
+    values.setdefault("name", f"b{index}")
+    return BufferSpec(**values)
+
+
+def plan_from_dict(raw: Any) -> Plan:
+    """Build and validate a Plan from its JSON object; PlanError names the bad field."""
+    if not isinstance(raw, dict):
+        raise PlanError(f"plan must be a JSON object, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - _PLAN_FIELDS)
+    if unknown:
+        raise PlanError(f"plan has unknown field(s) {unknown}")
+    version = raw.get("version")
+    if version != PLAN_VERSION:
+        raise PlanError(f"version must be {PLAN_VERSION}, got {version!r}")
+    buffers = raw.get("buffers")
+    if not isinstance(buffers, list) or not buffers:
+        raise PlanError(f"buffers must be a non-empty list, got {buffers!r}")
+    meta = raw.get("meta", {})
+    if not isinstance(meta, dict):
+        raise PlanError(f"meta must be an object, got {meta!r}")
+    return Plan(
+        buffers=tuple(_buffer_from_dict(i, b) for i, b in enumerate(buffers)),
+        name=_typed("name", raw.get("name", "plan"), str),
+        max_length=_typed("max_length", raw.get("max_length", MODEL_MAX_LENGTH), int),
+        policy=_typed("policy", raw.get("policy", "size_timeout"), str),
+        version=version,
+        meta=meta,
+    )
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and validate a plan file."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlanError(f"plan file {str(path)!r} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"plan file {str(path)!r} is not valid JSON: {exc}") from None
+    return plan_from_dict(raw)
+
+
+def save_plan(plan: Plan, path: str | Path) -> None:
+    """Write a plan atomically (temp file then rename), so a reader never sees half a plan."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(plan.to_json(), encoding="utf-8")
+    tmp.replace(path)
+
+
+def default_plan_path(name: str = "default") -> Path:
+    """Path of a plan shipped with the package (buffers/plans/NAME.json)."""
+    path = Path(__file__).resolve().parent / "plans" / f"{name}.json"
+    if not path.exists():
+        shipped = sorted(p.stem for p in path.parent.glob("*.json"))
+        raise PlanError(f"no shipped plan {name!r}; shipped plans: {shipped}")
+    return path
+
+
+def _validate_plan(plan: Plan) -> None:
+    if plan.version != PLAN_VERSION:
+        raise PlanError(f"version must be {PLAN_VERSION}, got {plan.version!r}")
+    if not 1 <= plan.max_length <= MODEL_MAX_LENGTH:
+        raise PlanError(f"max_length must be in 1..{MODEL_MAX_LENGTH}, got {plan.max_length}")
+    if not plan.buffers:
+        raise PlanError("buffers must be a non-empty list, got []")
+    names = [b.name for b in plan.buffers]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise PlanError(f"buffers[].name must be unique, got duplicates {duplicates}")
+    expected_min = 1
+    for i, spec in enumerate(plan.buffers):
+        if spec.min_length != expected_min:
+            raise PlanError(
+                f"buffers[{i}].min_length must be {expected_min} so buffers cover 1.."
+                f"{plan.max_length} without gaps or overlap, got {spec.min_length}"
+            )
+        if spec.max_length < spec.min_length:
+            raise PlanError(
+                f"buffers[{i}].max_length must be >= min_length {spec.min_length}, "
+                f"got {spec.max_length}"
+            )
+        _validate_buffer(f"buffers[{i}]", spec)
+        expected_min = spec.max_length + 1
+    if expected_min - 1 != plan.max_length:
+        raise PlanError(
+            f"buffers[{len(plan.buffers) - 1}].max_length must equal the plan's max_length "
+            f"{plan.max_length}, got {expected_min - 1}"
+        )
+
+
+def _validate_buffer(where: str, spec: BufferSpec) -> None:
+    if not spec.name or not spec.name.replace("-", "").replace("_", "").isalnum():
+        raise PlanError(f"{where}.name must be letters, digits, '-' or '_', got {spec.name!r}")
+    if spec.max_batch_size < 1:
+        raise PlanError(f"{where}.max_batch_size must be >= 1, got {spec.max_batch_size}")
+    if spec.timeout_ms < 0:
+        raise PlanError(f"{where}.timeout_ms must be >= 0, got {spec.timeout_ms}")
+    if not MIN_MEMORY_MB <= spec.memory_mb <= MAX_MEMORY_MB:
+        raise PlanError(
+            f"{where}.memory_mb must be in {MIN_MEMORY_MB}..{MAX_MEMORY_MB}, got {spec.memory_mb}"
+        )
+    if not MIN_CONCURRENCY <= spec.max_concurrency <= MAX_CONCURRENCY:
+        raise PlanError(
+            f"{where}.max_concurrency must be in {MIN_CONCURRENCY}..{MAX_CONCURRENCY}, "
+            f"got {spec.max_concurrency}"
+        )
+    if spec.max_batch_tokens is not None and spec.max_batch_tokens < spec.max_length:
+        raise PlanError(
+            f"{where}.max_batch_tokens must be >= the buffer's max_length {spec.max_length} "
+            f"(or null), got {spec.max_batch_tokens}"
+        )
+    if spec.dispatch_mode is DispatchMode.MANAGED:
+        _validate_managed(where, spec)
+    elif spec.max_batch_size > MAX_DISPATCHER_BATCH:
+        raise PlanError(
+            f"{where}.max_batch_size must be <= {MAX_DISPATCHER_BATCH} in dispatcher mode, "
+            f"got {spec.max_batch_size}"
+        )
+
+
+def _validate_managed(where: str, spec: BufferSpec) -> None:
+    if spec.timeout_ms % 1000:
+        raise PlanError(
+            f"{where}.timeout_ms must be a whole number of seconds in managed mode "
+            f"(MaximumBatchingWindowInSeconds), got {spec.timeout_ms}"
+        )
+    if spec.timeout_ms > MAX_WINDOW_S * 1000:
+        raise PlanError(
+            f"{where}.timeout_ms must be <= {MAX_WINDOW_S * 1000} in managed mode, "
+            f"got {spec.timeout_ms}"
+        )
+    if spec.max_batch_size > MAX_MANAGED_BATCH:
+        raise PlanError(
+            f"{where}.max_batch_size must be <= {MAX_MANAGED_BATCH} in managed mode, "
+            f"got {spec.max_batch_size}"
+        )
+    if spec.timeout_ms == 0 and spec.max_batch_size > MAX_BATCH_WITHOUT_WINDOW:
+        raise PlanError(
+            f"{where}.max_batch_size must be <= {MAX_BATCH_WITHOUT_WINDOW} when the managed "
+            f"batching window is 0 s, got {spec.max_batch_size}"
+        )

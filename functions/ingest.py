@@ -1,0 +1,67 @@
+"""POST /v1/requests: validate, tokenize, route by length, record PENDING, enqueue, answer 202."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+
+from functions.shared import deps
+from functions.shared.http import error_response, json_response, not_found_response
+from functions.shared.settings import get_settings
+from functions.shared.store import PendingRecord
+from functions.shared.submission import InputError, body_bytes, parse_submission
+from functions.shared.tokenizer import count_tokens
+
+logger = Logger(service="ingest")
+app = APIGatewayHttpResolver()
+
+
+@app.post("/v1/requests")
+def create_request() -> Response:
+    event = app.current_event
+    settings = get_settings()
+    raw = body_bytes(event.get("body"), bool(event.get("isBase64Encoded")))
+    submission = parse_submission(raw, event.headers.get("content-type"), settings.max_body_bytes)
+    tokens = count_tokens(submission.text)
+    spec = deps.router().route(tokens.length)
+    request_id = uuid.uuid4().hex
+    now_ms = int(time.time() * 1000)
+    # PENDING is written before the message is sent, so a fast result can never be overwritten.
+    deps.result_store().put_pending(PendingRecord(
+        id=request_id, tenant=submission.tenant, buffer=spec.name, length=tokens.length,
+        full_length=tokens.full_length, enqueued_at_ms=now_ms,
+        expires_at_s=now_ms // 1000 + settings.result_ttl_s, slo_ms=submission.slo_ms,
+    ))
+    message = {"id": request_id, "text": submission.text, "length": tokens.length,
+               "buffer": spec.name, "tenant": submission.tenant,
+               "enqueued_at_ms": now_ms, "slo_ms": submission.slo_ms}
+    try:
+        deps.queue_sender().send(spec.name, message)
+    except Exception:
+        logger.exception("enqueue failed", extra={"request_id": request_id, "buffer": spec.name})
+        deps.result_store().fail(request_id, "could not enqueue the request")
+        return json_response(503, {"error": {"code": "unavailable",
+                                              "message": "could not enqueue; retry later"}})
+    logger.info("accepted", extra={"request_id": request_id, "buffer": spec.name,
+                                   "length": tokens.length})
+    return json_response(202, {"id": request_id, "buffer": spec.name, "length": tokens.length,
+                               "truncated": tokens.truncated,
+                               "original_length": tokens.full_length})
+
+
+@app.exception_handler(InputError)
+def on_input_error(error: InputError) -> Response:
+    return error_response(error)
+
+
+@app.not_found
+def on_not_found(_: Exception) -> Response:
+    return not_found_response(app.current_event.path)
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context: object) -> dict:
+    return app.resolve(event, context)

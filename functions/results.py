@@ -1,0 +1,37 @@
+"""GET /v1/requests/{id}: a request's status, and its result once done."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+
+from functions.shared import deps
+from functions.shared.http import error_response, json_response, not_found_response
+from functions.shared.submission import InputError, check_request_id
+
+logger = Logger(service="results")
+app = APIGatewayHttpResolver()
+
+
+@app.get("/v1/requests/<request_id>")
+def get_request(request_id: str) -> Response:
+    item = deps.result_store().get(check_request_id(request_id))
+    if item is None:
+        return json_response(404, {"error": {"code": "unknown_id",
+                                              "message": f"no request with id {request_id!r}"}})
+    return json_response(200, item)
+
+
+@app.exception_handler(InputError)
+def on_input_error(error: InputError) -> Response:
+    return error_response(error)
+
+
+@app.not_found
+def on_not_found(_: Exception) -> Response:
+    return not_found_response(app.current_event.path)
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context: object) -> dict:
+    return app.resolve(event, context)

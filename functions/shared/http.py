@@ -1,0 +1,21 @@
+"""JSON responses for the HTTP handlers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+
+from functions.shared.submission import InputError
+
+
+def json_response(status: int, body: dict[str, Any]) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+def error_response(error: InputError) -> Response:
+    return json_response(error.status, error.body())
+
+
+def not_found_response(path: str) -> Response:
+    return json_response(404, {"error": {"code": "not_found", "message": f"no route {path}"}})

