@@ -22,7 +22,6 @@ from functions.shared.model import get_embedder
 from functions.shared.store import ResultRecord
 
 logger = Logger(service="infer")
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 class MalformedMessage(ValueError):
@@ -111,6 +110,9 @@ def _process(event: dict, context: object) -> dict:
             duplicate.flush_metrics()
             logger.info("duplicate delivery", extra={"request_id": item.request_id})
 
+    # A processor per invocation: BatchProcessor holds the batch's state, and the local stack
+    # runs several invocations at once in one process.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(event, store_one, processor, context)
 
 

@@ -1,13 +1,12 @@
 """The embedded local stack: moto in server mode, the HTTP gateway, and the dispatcher.
 
-The handlers run in-process (no Docker here) and reach moto through the same boto3 calls they
-make on AWS: only AWS_ENDPOINT_URL differs.
+The handlers run in-process (no Docker here) and reach moto, a server process on 127.0.0.1, through
+the same boto3 calls they make on AWS: only AWS_ENDPOINT_URL differs.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from buffers.plan import Plan
 from infra.dispatcher import QueueDispatcher
 from infra.events import REGION, LocalLambdaContext
 from infra.http_gateway import HttpGateway, Route
+from infra.moto_process import MotoProcess
 
 LOCAL_VISIBILITY_TIMEOUT_S = 60
 MAX_RECEIVE_COUNT = 5  # redrive to the DLQ after five failed deliveries
@@ -79,7 +79,7 @@ class LocalStack:
         self.metrics = metrics
         self.resources: StackResources | None = None
         self.dispatcher: QueueDispatcher | None = None
-        self._moto: Any = None
+        self._moto: MotoProcess | None = None
         self._gateway: HttpGateway | None = None
         self._saved_env: dict[str, str | None] = {}
 
@@ -95,13 +95,8 @@ class LocalStack:
             os.environ[key] = value
 
     def start(self) -> LocalStack:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-call access log
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._moto.start()
-        host, port = self._moto.get_host_and_port()
-        self._set_env(_local_aws_env(f"http://{host}:{port}"))
+        self._moto = MotoProcess().start()
+        self._set_env(_local_aws_env(self._moto.endpoint))
         self._set_env({"POWERTOOLS_LOG_LEVEL": self.log_level,
                        "POWERTOOLS_METRICS_DISABLED": "false" if self.metrics else "true",
                        "POWERTOOLS_SERVICE_NAME": "mbs"})
@@ -148,6 +143,7 @@ class LocalStack:
             self.dispatcher.stop(drain=True)
         if self._moto is not None:
             self._moto.stop()
+            self._moto = None
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -156,7 +152,6 @@ class LocalStack:
         from functions.shared import deps
 
         deps.reset()
-        logging.getLogger("mbs").debug("local stack stopped")
 
     def __enter__(self) -> LocalStack:
         return self.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,6 +38,10 @@ class Embedder:
             self._torch = torch
             self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
             self._model = AutoModel.from_pretrained(str(model_dir())).to(self.device).eval()
+            # One forward pass at a time per process: torch already uses every core for one
+            # pass, and on Lambda a process runs one invocation at a time, so this never waits
+            # there; in the local stack it stops concurrent batches oversubscribing the CPU.
+            self._lock = threading.Lock()
         except Exception as exc:  # any failure here is one failure mode: no model
             raise ModelLoadError(f"could not load the model from {model_dir()}: {exc}") from exc
 
@@ -48,15 +53,15 @@ class Embedder:
         encodings = batch_tokenizer().encode_batch(texts)
         ids = torch.tensor([e.ids for e in encodings], device=self.device)
         mask = torch.tensor([e.attention_mask for e in encodings], device=self.device)
-        started = time.perf_counter()
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
+            started = time.perf_counter()
             hidden = self._model(input_ids=ids, attention_mask=mask).last_hidden_state
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
             vectors = torch.nn.functional.normalize(pooled, p=2, dim=1)
             if self.device == "cuda":
                 torch.cuda.synchronize()
-        inference_ms = (time.perf_counter() - started) * 1000.0
+            inference_ms = (time.perf_counter() - started) * 1000.0
         return EmbedResult(
             vectors=vectors.float().cpu().numpy(),
             padded_length=int(ids.shape[1]),

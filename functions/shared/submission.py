@@ -94,7 +94,7 @@ def _field_text(obj: dict[str, Any]) -> str:
 
 def _field_tenant(obj: dict[str, Any]) -> str:
     tenant = obj.get("tenant", DEFAULT_TENANT)
-    if not isinstance(tenant, str) or not TENANT_PATTERN.match(tenant):
+    if not isinstance(tenant, str) or not TENANT_PATTERN.fullmatch(tenant):
         raise InputError(
             400, "invalid_tenant",
             f"field 'tenant' must be 1-64 letters, digits, '_', '-' or '.', got {tenant!r}",
@@ -129,7 +129,7 @@ def parse_submission(raw: bytes, content_type: str | None, max_body_bytes: int) 
 
 def check_request_id(request_id: str) -> str:
     """Request ids are 32 lowercase hex digits (uuid4().hex)."""
-    if not REQUEST_ID_PATTERN.match(request_id):
+    if not REQUEST_ID_PATTERN.fullmatch(request_id):
         raise InputError(
             400, "invalid_id", f"request id must be 32 lowercase hex digits, got {request_id!r}"
         )

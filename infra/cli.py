@@ -1,0 +1,181 @@
+"""`mbs`: serve, replay, demo and plan tools for Multi-Buffer Serving."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from buffers.plan import PlanError, default_plan_path, load_plan
+from optimizer.traces import DEFAULT_PRESET, TRACE_PRESETS
+from optimizer.workloads import WorkloadSpec, build_workload
+
+DEMO_START_S, DEMO_DURATION_S, DEMO_SPEEDUP = 600.0, 120.0, 1.0
+
+
+def _plan_arg(value: str | None) -> Any:
+    """A plan file path, or the name of a shipped plan (default, batch, managed)."""
+    if value is None:
+        return load_plan(default_plan_path())
+    path = Path(value)
+    return load_plan(path if path.suffix == ".json" or path.exists() else default_plan_path(value))
+
+
+def _add_workload_flags(parser: argparse.ArgumentParser, duration: float | None) -> None:
+    group = parser.add_argument_group("workload")
+    source = group.add_mutually_exclusive_group()
+    source.add_argument("--workload", choices=sorted(TRACE_PRESETS), default=None,
+                        help=f"a bundled real trace (default {DEFAULT_PRESET}, the bursty one)")
+    source.add_argument("--trace", metavar="CSV",
+                        help="your own trace: a CSV with a timestamp column (seconds or ISO)")
+    group.add_argument("--texts", metavar="FILE",
+                       help="your own texts, one per line or JSONL with a 'text' field "
+                            "(default: Pang & Lee, 70%% sentences / 30%% review passages)")
+    group.add_argument("--start", type=float, default=0.0, metavar="S",
+                       help="start of the trace window, seconds (default 0)")
+    group.add_argument("--duration", type=float, default=duration, metavar="S",
+                       help="length of the trace window, seconds (default: %(default)s)")
+    group.add_argument("--rate-scale", type=float, default=1.0, metavar="X",
+                       help="multiply the arrival rate by X (default 1)")
+    group.add_argument("--seed", type=int, default=0, help="seed for text sampling (default 0)")
+
+
+def _workload_spec(args: argparse.Namespace) -> WorkloadSpec:
+    return WorkloadSpec(
+        preset=None if args.trace else (args.workload or DEFAULT_PRESET),
+        trace_csv=args.trace, texts_file=args.texts, start_s=args.start,
+        duration_s=args.duration, rate_scale=args.rate_scale, seed=args.seed)
+
+
+def _emit(report: dict[str, Any], as_json: bool, out: str | None, render: Any) -> None:
+    text = json.dumps(report, indent=2, default=str)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n", encoding="utf-8")
+    print(text if as_json else render(report))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from infra.local_stack import LocalStack
+
+    plan = _plan_arg(args.plan)
+    stack = LocalStack(plan, port=args.port, log_level=args.log_level, metrics=args.metrics)
+    print(f"starting the local stack for plan {plan.name!r} (loading the model)...", flush=True)
+    stack.start()
+    print(f"MBS serving on {stack.url}  (POST /v1/requests, GET /v1/requests/{{id}})")
+    for spec in plan.buffers:
+        print(f"  buffer {spec.name:<8} lengths {spec.min_length:>3}-{spec.max_length:<3} "
+              f"batch<={spec.max_batch_size:<4} timeout {spec.timeout_ms} ms  "
+              f"{spec.dispatch_mode.value}")
+    print("Ctrl-C to stop.", flush=True)
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    stopping.wait()
+    print("stopping: finishing buffered batches...", flush=True)
+    stack.stop()
+    print("stopped.")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from infra.replay import replay
+    from infra.replay_report import render
+
+    workload = build_workload(_workload_spec(args))
+    report = replay(args.url, workload, speedup=args.speedup,
+                    collect_timeout_s=args.collect_timeout, progress=not args.json)
+    _emit(report, args.json, args.out, render)
+    return 0 if report["requests"]["lost"] == 0 else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from infra.local_stack import LocalStack
+    from infra.replay import replay
+    from infra.replay_report import render
+
+    plan = _plan_arg(args.plan)
+    spec = _workload_spec(args)
+    workload = build_workload(spec)
+    print(f"MBS demo: plan {plan.name!r} ({len(plan.buffers)} buffers) on the embedded local "
+          f"stack; replaying {workload.count} requests of {spec.describe()} at "
+          f"{args.speedup:g}x speed", file=sys.stderr, flush=True)
+    with LocalStack(plan) as stack:
+        report = replay(stack.url, workload, speedup=args.speedup,
+                        collect_timeout_s=args.collect_timeout, progress=not args.json)
+    report["plan"] = plan.name
+    _emit(report, args.json, args.out, render)
+    return 0 if report["requests"]["lost"] == 0 else 1
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    plan = _plan_arg(args.plan)
+    if args.action == "validate":
+        print(f"ok: plan {plan.name!r}, {len(plan.buffers)} buffers covering 1..{plan.max_length}")
+    else:
+        print(plan.to_json(), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mbs", description="Multi-Buffer Serving: length-aware batching of inference "
+        "requests on serverless platforms. Run `mbs demo` first.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the local stack (moto + HTTP API + dispatcher)",
+                           description="Serve a plan locally: moto on 127.0.0.1 holds the queues "
+                           "and the results table; the handlers run in-process.")
+    serve.add_argument("--plan", help="plan file, or a shipped plan name (default: default)")
+    serve.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080; 0 = any)")
+    serve.add_argument("--log-level", default="WARNING", help="handler log level")
+    serve.add_argument("--metrics", action="store_true", help="print EMF metrics per batch")
+    serve.set_defaults(func=cmd_serve)
+
+    rep = sub.add_parser("replay", help="replay a real trace with real texts over HTTP",
+                         description="Send a workload to a running MBS at its recorded arrival "
+                         "times (divided by --speedup), collect every result and report measured "
+                         "latency, throughput, padding, batch sizes and losses.")
+    rep.add_argument("--url", default="http://127.0.0.1:8080", help="base URL of the API")
+    rep.add_argument("--speedup", type=float, default=1.0, help="replay X times faster")
+    rep.add_argument("--collect-timeout", type=float, default=120.0, metavar="S",
+                     help="how long to wait for results after the last send")
+    rep.add_argument("--json", action="store_true", help="print the report as JSON")
+    rep.add_argument("--out", metavar="FILE", help="also write the JSON report here")
+    _add_workload_flags(rep, duration=60.0)
+    rep.set_defaults(func=cmd_replay)
+
+    demo = sub.add_parser("demo", help="the main job: start the local stack and replay a slice",
+                          description="Start the embedded local stack with a plan, replay a "
+                          "bursty slice of the Azure code trace with real texts through it, and "
+                          "print the measured report.")
+    demo.add_argument("--plan", help="plan file or shipped plan name (default: default)")
+    demo.add_argument("--speedup", type=float, default=DEMO_SPEEDUP, help="replay X times faster")
+    demo.add_argument("--collect-timeout", type=float, default=120.0, metavar="S")
+    demo.add_argument("--json", action="store_true", help="print the report as JSON")
+    demo.add_argument("--out", metavar="FILE", help="also write the JSON report here")
+    _add_workload_flags(demo, duration=DEMO_DURATION_S)
+    demo.set_defaults(func=cmd_demo, start=DEMO_START_S)
+
+    plan = sub.add_parser("plan", help="validate or print a plan file")
+    plan.add_argument("action", choices=["validate", "show"])
+    plan.add_argument("plan", nargs="?", help="plan file or shipped plan name")
+    plan.set_defaults(func=cmd_plan)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (PlanError, ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"mbs: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
