@@ -59,6 +59,18 @@ def _emit(report: dict[str, Any], as_json: bool, out: str | None, render: Any) -
     print(text if as_json else render(report))
 
 
+def _write_state(path: str, stack: Any) -> None:
+    """Where the running stack lives: API URL, moto endpoint, queues and table (for tools)."""
+    res = stack.resources
+    state = {"url": stack.url, "aws_endpoint_url": stack.aws_endpoint_url,
+             "table_name": res.table_name, "queue_urls": res.queue_urls,
+             "dlq_urls": res.dlq_urls, "plan": stack.plan.to_dict()}
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(target)  # atomic: a reader never sees half a file
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from infra.local_stack import LocalStack
 
@@ -71,6 +83,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"  buffer {spec.name:<8} lengths {spec.min_length:>3}-{spec.max_length:<3} "
               f"batch<={spec.max_batch_size:<4} timeout {spec.timeout_ms} ms  "
               f"{spec.dispatch_mode.value}")
+    if args.state_file:
+        _write_state(args.state_file, stack)
     print("Ctrl-C to stop.", flush=True)
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -134,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080; 0 = any)")
     serve.add_argument("--log-level", default="WARNING", help="handler log level")
     serve.add_argument("--metrics", action="store_true", help="print EMF metrics per batch")
+    serve.add_argument("--state-file", metavar="FILE",
+                       help="write the URL, moto endpoint, queue URLs and table name here once "
+                            "the stack is up")
     serve.set_defaults(func=cmd_serve)
 
     rep = sub.add_parser("replay", help="replay a real trace with real texts over HTTP",

@@ -89,6 +89,12 @@ class LocalStack:
             raise RuntimeError("the local stack is not started")
         return self._gateway.url
 
+    @property
+    def aws_endpoint_url(self) -> str:
+        if self._moto is None:
+            raise RuntimeError("the local stack is not started")
+        return self._moto.endpoint
+
     def _set_env(self, values: dict[str, str]) -> None:
         for key, value in values.items():
             self._saved_env.setdefault(key, os.environ.get(key))
