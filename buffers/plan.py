@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -21,6 +22,8 @@ MAX_WINDOW_S = 300
 MAX_MANAGED_BATCH = 10_000
 MAX_BATCH_WITHOUT_WINDOW = 10
 MIN_CONCURRENCY, MAX_CONCURRENCY = 2, 1_000
+# Buffer names become SQS queue names (ASCII letters, digits, '-', '_'; 80 chars with our prefix).
+BUFFER_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,40}")
 # A Lambda invocation payload is at most 6 MB; 1,024 texts of <=4 KiB each stay well inside.
 MAX_DISPATCHER_BATCH = 1_024
 
@@ -231,8 +234,10 @@ def _validate_plan(plan: Plan) -> None:
 
 
 def _validate_buffer(where: str, spec: BufferSpec) -> None:
-    if not spec.name or not spec.name.replace("-", "").replace("_", "").isalnum():
-        raise PlanError(f"{where}.name must be letters, digits, '-' or '_', got {spec.name!r}")
+    if not BUFFER_NAME_PATTERN.fullmatch(spec.name):
+        raise PlanError(
+            f"{where}.name must be 1-40 ASCII letters, digits, '-' or '_', got {spec.name!r}"
+        )
     if spec.max_batch_size < 1:
         raise PlanError(f"{where}.max_batch_size must be >= 1, got {spec.max_batch_size}")
     if spec.timeout_ms < 0:

@@ -182,7 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("action", choices=["validate", "show"])
     plan.add_argument("plan", nargs="?", help="plan file or shipped plan name")
     plan.set_defaults(func=cmd_plan)
+    for register in _extra_commands():
+        register(sub, add_workload_flags=_add_workload_flags, workload_spec=_workload_spec)
     return parser
+
+
+def _extra_commands() -> list[Any]:
+    """Subcommands that live beside their code (optimizer/commands.py): each is register()."""
+    from optimizer import commands
+
+    return list(commands.REGISTRARS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ import base64
 import json
 from typing import Any
 
+import boto3
 import numpy as np
 import pytest
 
@@ -278,6 +279,20 @@ def test_malformed_record_fails_alone(aws, embedder):
     # THEN only the bad record is reported for retry, and the good one is done
     assert failures(response) == [bad["messageId"]]
     assert get(good_id)[1]["status"] == DONE
+
+
+@pytest.mark.model
+def test_message_for_a_missing_request_fails_instead_of_vanishing(aws, embedder):
+    # GIVEN a queued request whose results item is gone (e.g. expired by TTL)
+    request_id = post_text(SHORT_TEXT)["id"]
+    event, messages = queued_event(aws, "short")
+    boto3.client("dynamodb").delete_item(TableName=aws.resources.table_name,
+                                         Key={"id": {"S": request_id}})
+    # WHEN infer runs the batch
+    response = run_infer(event)
+    # THEN the message is reported failed (retried, then dead-lettered), not taken as a duplicate
+    assert failures(response) == [messages[0]["MessageId"]]
+    assert get(request_id)[0] == 404
 
 
 @pytest.mark.model

@@ -191,6 +191,8 @@ MALFORMED = [
     ("int-for-name", _set("buffers.0.name", 3), "buffers[0].name must be str"),
     ("bool-for-tokens", _set("buffers.1.max_batch_tokens", False), "buffers[1].max_batch_tokens"),
     ("bad-name-chars", _set("buffers.0.name", "a b"), "buffers[0].name"),
+    ("non-ascii-name", _set("buffers.0.name", "caf\u00e9"), "buffers[0].name must be 1-40 ASCII"),
+    ("name-too-long", _set("buffers.0.name", "x" * 41), "buffers[0].name must be 1-40 ASCII"),
     ("duplicate-names", _set("buffers.1.name", "short"), "buffers[].name must be unique"),
     ("bad-dispatch-mode", _set("buffers.0.dispatch_mode", "lambda"), "buffers[0].dispatch_mode"),
     ("wrong-version", _set("version", 2), "version must be 1"),

@@ -10,7 +10,14 @@ import pytest
 from buffers.plan import default_plan_path, load_plan
 from functions.shared import deps
 from functions.shared.settings import DEFAULT_MAX_BODY_BYTES, SettingsError, get_settings
-from functions.shared.store import DONE, FAILED, PENDING, PendingRecord, ResultRecord
+from functions.shared.store import (
+    DONE,
+    FAILED,
+    PENDING,
+    MissingRequest,
+    PendingRecord,
+    ResultRecord,
+)
 
 RID = "0123456789abcdef0123456789abcdef"
 
@@ -64,8 +71,11 @@ def test_complete_stores_the_embedding_exactly_once(aws):
     assert view["inference_ms"] == 12.346
 
 
-def test_complete_without_a_pending_item_writes_nothing(aws):
-    assert deps.result_store().complete(RID, result()) is False
+def test_complete_without_a_pending_item_raises_and_writes_nothing(aws):
+    # A missing item (never accepted, or expired by TTL) is not a duplicate: the message must
+    # fail so that it is retried and ends in the DLQ instead of vanishing.
+    with pytest.raises(MissingRequest, match=RID):
+        deps.result_store().complete(RID, result())
     assert aws.item_count() == 0
 
 

@@ -36,6 +36,10 @@ class ResultRecord:
     device: str
 
 
+class MissingRequest(LookupError):
+    """A result arrived for a request with no item (never accepted, or expired by TTL)."""
+
+
 class ResultStore(ABC):
     @abstractmethod
     def put_pending(self, record: PendingRecord) -> None:
@@ -43,7 +47,11 @@ class ResultStore(ABC):
 
     @abstractmethod
     def complete(self, request_id: str, result: ResultRecord) -> bool:
-        """Store a result; False (and no write) if the request already has one."""
+        """Store a result; False (and no write) if the request already has one.
+
+        Raises MissingRequest when there is no item at all, so the message is not dropped as a
+        duplicate: it is retried and ends in the DLQ, where it can be seen.
+        """
 
     @abstractmethod
     def fail(self, request_id: str, reason: str) -> bool:
@@ -105,6 +113,10 @@ class DynamoResultStore(ResultStore):
                 },
             )
         except self._conditional_failed:
+            # Rare path (redelivery): one read tells a duplicate from a missing request.
+            if self._ddb.get_item(TableName=self._table, Key={"id": {"S": request_id}},
+                                  ConsistentRead=True).get("Item") is None:
+                raise MissingRequest(f"no request item with id {request_id!r}") from None
             return False
         return True
 
