@@ -1,0 +1,162 @@
+"""The dispatcher / event-source-mapping emulation against moto's SQS: limits and deletion rules."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from buffers.plan import plan_from_dict
+from infra.dispatcher import QueueDispatcher
+from infra.local_stack import create_resources
+
+
+def _plan(mode: str, max_batch: int, timeout_ms: int, concurrency: int = 2) -> Any:
+    return plan_from_dict({"version": 1, "name": "t", "max_length": 256, "buffers": [
+        {"name": "short", "min_length": 1, "max_length": 32, "max_batch_size": max_batch,
+         "timeout_ms": timeout_ms, "memory_mb": 1024, "dispatch_mode": mode,
+         "max_concurrency": concurrency},
+        {"name": "long", "min_length": 33, "max_length": 256, "max_batch_size": 4,
+         "timeout_ms": 0 if mode == "managed" else 50, "memory_mb": 2048,
+         "dispatch_mode": mode, "max_concurrency": 2}]})
+
+
+class RecordingInvoke:
+    """Stands in for the infer function: records batches and the peak concurrency per buffer."""
+
+    def __init__(self, service_s: float = 0.05, fail_ids: frozenset[str] = frozenset()) -> None:
+        self.service_s, self.fail_ids = service_s, fail_ids
+        self.batches: list[tuple[str, list[str], float]] = []
+        self.running: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, buffer: str, event: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.running[buffer] = self.running.get(buffer, 0) + 1
+            self.peak[buffer] = max(self.peak.get(buffer, 0), self.running[buffer])
+        time.sleep(self.service_s)
+        ids = [json.loads(r["body"])["id"] for r in event["Records"]]
+        with self._lock:
+            self.running[buffer] -= 1
+            self.batches.append((buffer, ids, time.time()))
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]}
+                                      for r in event["Records"]
+                                      if json.loads(r["body"])["id"] in self.fail_ids]}
+
+
+@pytest.fixture
+def sqs(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        yield boto3.client("sqs")
+
+
+def _send(sqs: Any, url: str, n: int, length: int) -> list[str]:
+    ids = []
+    for _ in range(n):
+        request_id = uuid.uuid4().hex
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({
+            "id": request_id, "text": "x", "length": length, "buffer": "?",
+            "enqueued_at_ms": int(time.time() * 1000)}))
+        ids.append(request_id)
+    return ids
+
+
+def _run_until(invoke: RecordingInvoke, expected: int, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while sum(len(b[1]) for b in invoke.batches) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _depth(sqs: Any, url: str) -> int:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return sum(int(v) for v in attrs.values())
+
+
+def test_batches_respect_size_and_concurrency_and_successes_are_deleted(sqs):
+    # GIVEN 40 short requests queued for a buffer of max batch 8 and concurrency 2
+    plan = _plan("dispatcher", max_batch=8, timeout_ms=100, concurrency=2)
+    res = create_resources(plan, f"d-{uuid.uuid4().hex[:6]}", 60)
+    ids = _send(sqs, res.queue_urls["short"], 40, length=10)
+    invoke = RecordingInvoke(service_s=0.1)
+    dispatcher = QueueDispatcher(plan, sqs, res.queue_urls, res.queue_arns, invoke)
+    # WHEN the dispatcher runs until all are processed
+    dispatcher.start()
+    _run_until(invoke, 40)
+    dispatcher.stop()
+    # THEN every request ran exactly once, no batch exceeded 8, at most 2 ran at once,
+    # and the queue is empty (every success deleted)
+    seen = [i for _, batch, _ in invoke.batches for i in batch]
+    assert sorted(seen) == sorted(ids)
+    assert max(len(b) for _, b, _ in invoke.batches) <= 8
+    assert invoke.peak["short"] <= 2
+    assert _depth(sqs, res.queue_urls["short"]) == 0
+    assert dispatcher.stats.requests["short"] == 40
+
+
+def test_failed_items_are_not_deleted(sqs):
+    plan = _plan("dispatcher", max_batch=4, timeout_ms=50)
+    res = create_resources(plan, f"d-{uuid.uuid4().hex[:6]}", 60)
+    ids = _send(sqs, res.queue_urls["short"], 4, length=10)
+    invoke = RecordingInvoke(service_s=0.0, fail_ids=frozenset(ids[:1]))
+    dispatcher = QueueDispatcher(plan, sqs, res.queue_urls, res.queue_arns, invoke)
+    dispatcher.start()
+    _run_until(invoke, 4)
+    dispatcher.stop()
+    # The failed message stays on the queue (in flight until its visibility timeout), the rest go.
+    assert _depth(sqs, res.queue_urls["short"]) == 1
+    assert dispatcher.stats.failed_items == 1
+
+
+def test_invoke_error_deletes_nothing(sqs):
+    plan = _plan("dispatcher", max_batch=4, timeout_ms=50)
+    res = create_resources(plan, f"d-{uuid.uuid4().hex[:6]}", 60)
+    _send(sqs, res.queue_urls["short"], 4, length=10)
+    calls = []
+
+    def crash(buffer: str, event: dict[str, Any]) -> dict[str, Any]:
+        calls.append(len(event["Records"]))
+        raise RuntimeError("function crashed")
+
+    dispatcher = QueueDispatcher(plan, sqs, res.queue_urls, res.queue_arns, crash)
+    dispatcher.start()
+    deadline = time.monotonic() + 10
+    while sum(calls) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    dispatcher.stop()
+    assert sum(calls) == 4
+    assert _depth(sqs, res.queue_urls["short"]) == 4
+    assert dispatcher.stats.invoke_errors >= 1
+
+
+def test_managed_window_holds_a_batch_until_the_window_closes(sqs):
+    # GIVEN managed mode: a 1 s window and BatchSize 20 for short texts, window 0 for long ones
+    plan = _plan("managed", max_batch=20, timeout_ms=1000)
+    res = create_resources(plan, f"d-{uuid.uuid4().hex[:6]}", 60)
+    invoke = RecordingInvoke(service_s=0.0)
+    dispatcher = QueueDispatcher(plan, sqs, res.queue_urls, res.queue_arns, invoke)
+    dispatcher.start()
+    time.sleep(0.3)
+    started = time.time()
+    short_ids = _send(sqs, res.queue_urls["short"], 5, length=10)
+    long_ids = _send(sqs, res.queue_urls["long"], 1, length=100)
+    _run_until(invoke, 6)
+    dispatcher.stop()
+    batches = {buffer: (ids, at) for buffer, ids, at in invoke.batches}
+    # THEN the five short ones went as one batch, after about the 1 s window, while the long
+    # one (window 0) went at once.
+    assert sorted(batches["short"][0]) == sorted(short_ids)
+    assert batches["short"][1] - started >= 0.9
+    assert batches["long"][0] == long_ids
+    assert batches["long"][1] - started < 0.9
