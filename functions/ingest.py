@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from functions.shared import deps
 from functions.shared.http import error_response, json_response, not_found_response
+from functions.shared.identity import authenticated_tenant, submitting_tenant
 from functions.shared.settings import get_settings
 from functions.shared.store import PendingRecord
 from functions.shared.submission import InputError, body_bytes, parse_submission
@@ -25,18 +26,20 @@ def create_request() -> Response:
     settings = get_settings()
     raw = body_bytes(event.get("body"), bool(event.get("isBase64Encoded")))
     submission = parse_submission(raw, event.headers.get("content-type"), settings.max_body_bytes)
+    identity = authenticated_tenant(event.raw_event, settings.trust_tenant_header)
+    tenant = submitting_tenant(identity, submission.tenant)
     tokens = count_tokens(submission.text)
     spec = deps.router().route(tokens.length)
     request_id = uuid.uuid4().hex
     now_ms = int(time.time() * 1000)
     # PENDING is written before the message is sent, so a fast result can never be overwritten.
     deps.result_store().put_pending(PendingRecord(
-        id=request_id, tenant=submission.tenant, buffer=spec.name, length=tokens.length,
+        id=request_id, tenant=tenant, buffer=spec.name, length=tokens.length,
         full_length=tokens.full_length, enqueued_at_ms=now_ms,
         expires_at_s=now_ms // 1000 + settings.result_ttl_s, slo_ms=submission.slo_ms,
     ))
     message = {"id": request_id, "text": submission.text, "length": tokens.length,
-               "buffer": spec.name, "tenant": submission.tenant,
+               "buffer": spec.name, "tenant": tenant,
                "enqueued_at_ms": now_ms, "slo_ms": submission.slo_ms}
     try:
         deps.queue_sender().send(spec.name, message)

@@ -7,7 +7,9 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from functions.shared import deps
 from functions.shared.http import error_response, json_response, not_found_response
-from functions.shared.submission import InputError, check_request_id
+from functions.shared.identity import authenticated_tenant
+from functions.shared.settings import get_settings
+from functions.shared.submission import DEFAULT_TENANT, InputError, check_request_id
 
 logger = Logger(service="results")
 app = APIGatewayHttpResolver()
@@ -15,8 +17,12 @@ app = APIGatewayHttpResolver()
 
 @app.get("/v1/requests/<request_id>")
 def get_request(request_id: str) -> Response:
+    caller = authenticated_tenant(app.current_event.raw_event,
+                                  get_settings().trust_tenant_header) or DEFAULT_TENANT
     item = deps.result_store().get(check_request_id(request_id))
-    if item is None:
+    # A result is bound to the tenant that created it: another tenant gets the same 404 as an
+    # unknown id, so ids cannot be probed across tenants.
+    if item is None or item.get("tenant") != caller:
         return json_response(404, {"error": {"code": "unknown_id",
                                               "message": f"no request with id {request_id!r}"}})
     return json_response(200, item)

@@ -110,7 +110,8 @@ class LocalStack:
                                           self.visibility_timeout_s)
         self._set_env({"MBS_TABLE_NAME": self.resources.table_name,
                        "MBS_QUEUE_URLS": json.dumps(self.resources.queue_urls),
-                       "MBS_PLAN_JSON": json.dumps(self.plan.to_dict())})
+                       "MBS_PLAN_JSON": json.dumps(self.plan.to_dict()),
+                       "MBS_TRUST_TENANT_HEADER": "1"})
         self._open_handlers()
         return self
 

@@ -49,11 +49,15 @@ def post_text(text: str, **fields: Any) -> dict[str, Any]:
     return json.loads(reply["body"])
 
 
-def get(request_id: str) -> tuple[int, dict[str, Any]]:
+def get(request_id: str, as_tenant: str | None = None) -> tuple[int, dict[str, Any]]:
+    """GET a result; as_tenant calls with a JWT identity (API Gateway's authorizer context)."""
     event = load_event("apigw_v2_get")
     path = f"/v1/requests/{request_id}"
     event["rawPath"] = event["requestContext"]["http"]["path"] = path
     event["pathParameters"] = {"id": request_id}
+    if as_tenant is not None:
+        event["requestContext"]["authorizer"] = {"jwt": {"claims": {"sub": as_tenant},
+                                                         "scopes": None}}
     reply = results.handler(event, LocalLambdaContext(function_name="mbs-results"))
     return reply["statusCode"], json.loads(reply["body"])
 
@@ -81,8 +85,9 @@ def test_stored_post_event_is_accepted(aws):
     assert reply["headers"]["Content-Type"] == "application/json"
     body = json.loads(reply["body"])
     assert body["buffer"] == "short"
-    status, item = get(body["id"])
+    status, item = get(body["id"], as_tenant="acme")
     assert (status, item["tenant"], item["slo_ms"]) == (200, "acme", 1000)
+    assert get(body["id"])[0] == 404  # another tenant (here: anonymous) cannot read it
 
 
 def test_ingest_short_text_goes_to_the_short_queue(aws):
@@ -93,7 +98,7 @@ def test_ingest_short_text_goes_to_the_short_queue(aws):
     assert body["length"] == body["original_length"] == 6  # [CLS] a quietly moving film [SEP]
     assert body["truncated"] is False
     # THEN one PENDING item and exactly one message, on the short queue only
-    status, item = get(body["id"])
+    status, item = get(body["id"], as_tenant="acme")
     assert status == 200
     assert (item["status"], item["buffer"], item["length"], item["tenant"]) == (
         PENDING, "short", 6, "acme")
@@ -308,7 +313,8 @@ def test_stored_sqs_event_completes_its_pending_requests(aws, embedder):
             "enqueued_at_ms": {"N": str(body["enqueued_at_ms"])}})
     assert run_infer(event) == {"batchItemFailures": []}
     for record in event["Records"]:
-        item = get(json.loads(record["body"])["id"])[1]
+        body = json.loads(record["body"])
+        item = get(body["id"], as_tenant=body["tenant"])[1]
         assert (item["status"], item["batch_size"], item["padded_length"]) == (DONE, 2, 6)
 
 

@@ -34,7 +34,7 @@ def rejects(obj_or_raw: object, content_type: str | None = JSON, limit: int = LI
 
 
 def test_text_only_takes_defaults():
-    assert parse({"text": "a fine film"}) == Submission(text="a fine film", tenant="default",
+    assert parse({"text": "a fine film"}) == Submission(text="a fine film", tenant=None,
                                                         slo_ms=None)
 
 

@@ -24,6 +24,9 @@ class Settings:
     plan: Plan
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     result_ttl_s: int = DEFAULT_RESULT_TTL_S
+    # Only the local stack sets MBS_TRUST_TENANT_HEADER=1: on AWS the tenant comes from the
+    # authorizer, and a client-supplied header must never be trusted.
+    trust_tenant_header: bool = False
 
 
 def _load_active_plan() -> Plan:
@@ -66,4 +69,5 @@ def get_settings() -> Settings:
         plan=plan,
         max_body_bytes=_int_env("MBS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         result_ttl_s=_int_env("MBS_RESULT_TTL_S", DEFAULT_RESULT_TTL_S),
+        trust_tenant_header=os.environ.get("MBS_TRUST_TENANT_HEADER") == "1",
     )

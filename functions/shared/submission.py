@@ -32,7 +32,7 @@ class InputError(Exception):
 @dataclass(frozen=True)
 class Submission:
     text: str
-    tenant: str = DEFAULT_TENANT
+    tenant: str | None = None  # as given in the body; the caller's identity decides in the end
     slo_ms: int | None = None
 
 
@@ -92,8 +92,10 @@ def _field_text(obj: dict[str, Any]) -> str:
     return text
 
 
-def _field_tenant(obj: dict[str, Any]) -> str:
-    tenant = obj.get("tenant", DEFAULT_TENANT)
+def _field_tenant(obj: dict[str, Any]) -> str | None:
+    if "tenant" not in obj:
+        return None
+    tenant = obj["tenant"]
     if not isinstance(tenant, str) or not TENANT_PATTERN.fullmatch(tenant):
         raise InputError(
             400, "invalid_tenant",
