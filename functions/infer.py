@@ -15,10 +15,11 @@ from aws_lambda_powertools.utilities.batch import (
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.exceptions import ClientError
 
 from buffers.padding import PaddingStats, batch_padding
-from functions.shared import deps
-from functions.shared.model import get_embedder
+from functions.shared import deps, faults
+from functions.shared.model import ModelLoadError, get_embedder
 from functions.shared.store import ResultRecord
 
 logger = Logger(service="infer")
@@ -26,6 +27,10 @@ logger = Logger(service="infer")
 
 class MalformedMessage(ValueError):
     """A message body that can never be processed (it goes to the DLQ after retries)."""
+
+
+class PoisonInput(ValueError):
+    """The model rejects this input (raised by the fault injector's poison marker)."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,17 @@ def _emit_batch_metrics(buffer: str, size: int, padding: PaddingStats, inference
     metrics.flush_metrics()
 
 
+def _count(name: str) -> None:
+    metrics = EphemeralMetrics(namespace="MBS", service="infer")
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    metrics.flush_metrics()
+
+
 def run_batch(items: list[InferItem], started_ms: int) -> dict[str, ResultRecord]:
     """Run the model once over the batch, padded to its longest member."""
+    marker = faults.active().poison_marker
+    if marker and any(marker in item.text for item in items):
+        raise PoisonInput("the model rejected an input of this batch (injected poison)")
     embedded = get_embedder().embed([item.text for item in items])
     padding = batch_padding([item.length for item in items])
     batch_id = uuid.uuid4().hex
@@ -81,8 +95,28 @@ def run_batch(items: list[InferItem], started_ms: int) -> dict[str, ResultRecord
     }
 
 
-def _process(event: dict, context: object) -> dict:
-    started_ms = int(time.time() * 1000)
+def run_isolating(items: list[InferItem], started_ms: int
+                  ) -> tuple[dict[str, ResultRecord], dict[str, Exception]]:
+    """Run the batch; if it fails on its input, bisect so that only the poison members fail.
+
+    A batch that fails because of one bad input would otherwise fail every member on every
+    retry. Halving costs O(log n) extra forward passes per poison message. A model that cannot
+    load is not an input problem: every member fails at once and is retried.
+    """
+    try:
+        return run_batch(items, started_ms), {}
+    except ModelLoadError as exc:
+        return {}, {item.message_id: exc for item in items}
+    except Exception as exc:
+        if len(items) == 1:
+            return {}, {items[0].message_id: exc}
+        middle = len(items) // 2
+        left_ok, left_err = run_isolating(items[:middle], started_ms)
+        right_ok, right_err = run_isolating(items[middle:], started_ms)
+        return {**left_ok, **right_ok}, {**left_err, **right_err}
+
+
+def _parse_all(event: dict) -> tuple[dict[str, InferItem], dict[str, Exception]]:
     items: dict[str, InferItem] = {}
     errors: dict[str, Exception] = {}
     for record in event.get("Records", []):
@@ -91,29 +125,49 @@ def _process(event: dict, context: object) -> dict:
             items[item.message_id] = item
         except MalformedMessage as exc:
             errors[record.get("messageId", "")] = exc
+    return items, errors
+
+
+def _process(event: dict, context: object) -> dict:
+    started_ms = int(time.time() * 1000)
+    injected = faults.begin_invocation()
+    items, errors = _parse_all(event)
     results: dict[str, ResultRecord] = {}
     if items:
-        try:
-            results = run_batch(list(items.values()), started_ms)
-        except Exception as exc:  # model or input failure: every member fails and is retried
-            logger.exception("batch failed", extra={"batch_size": len(items)})
-            errors.update({message_id: exc for message_id in items})
+        results, failed = run_isolating(list(items.values()), started_ms)
+        errors.update(failed)
+        if failed:
+            logger.warning("batch members failed", extra={"failed": len(failed),
+                                                          "batch_size": len(items)})
+    store = deps.result_store()
+    writes = 0
 
     def store_one(record: SQSRecord) -> None:
+        nonlocal writes
+        item = items.get(record.message_id)
         if record.message_id in errors:
+            if item is not None:
+                store.note_error(item.request_id, repr(errors[record.message_id])[:500])
             raise errors[record.message_id]
-        item = items[record.message_id]
-        if not deps.result_store().complete(item.request_id, results[record.message_id]):
+        if faults.take_store_error():
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException",
+                                         "Message": "injected throttle"}}, "UpdateItem")
+        if not store.complete(item.request_id, results[record.message_id]):
             # Redelivery of a message whose result is already stored: success, no new write.
-            duplicate = EphemeralMetrics(namespace="MBS", service="infer")
-            duplicate.add_metric(name="DuplicateDeliveries", unit=MetricUnit.Count, value=1)
-            duplicate.flush_metrics()
+            _count("DuplicateDeliveries")
             logger.info("duplicate delivery", extra={"request_id": item.request_id})
+        writes += 1
+        crash_after = injected.crash_after_writes
+        if crash_after is not None and writes >= crash_after:
+            raise faults.InjectedCrash(f"process died after {writes} result writes")
 
     # A processor per invocation: BatchProcessor holds the batch's state, and the local stack
     # runs several invocations at once in one process.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event, store_one, processor, context)
+    response = process_partial_response(event, store_one, processor, context)
+    if (sleep_ms := injected.sleep_ms) > 0:
+        time.sleep(sleep_ms / 1000.0)  # injected: run past the queue's visibility timeout
+    return response
 
 
 @logger.inject_lambda_context

@@ -126,6 +126,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if report["requests"]["lost"] == 0 else 1
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    import time
+
+    import boto3
+
+    from infra.audit import queue_depth, reconcile, render, scan_items
+
+    state = json.loads(Path(args.state_file).read_text(encoding="utf-8"))
+    clients = {"endpoint_url": state.get("aws_endpoint_url")} if state.get(
+        "aws_endpoint_url") else {}
+    ddb, sqs = boto3.client("dynamodb", **clients), boto3.client("sqs", **clients)
+    now_ms = int(time.time() * 1000)
+    report = reconcile(scan_items(ddb, state["table_name"]),
+                       since_ms=now_ms - int(args.since * 1000) if args.since else 0,
+                       now_ms=now_ms, grace_ms=int(args.grace * 1000),
+                       messages_in_queues=queue_depth(sqs, list(state["queue_urls"].values())),
+                       messages_in_dlqs=queue_depth(sqs, list(state["dlq_urls"].values())))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else render(report))
+    return 0 if report.ok else 1
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     plan = _plan_arg(args.plan)
     if args.action == "validate":
@@ -177,6 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", metavar="FILE", help="also write the JSON report here")
     _add_workload_flags(demo, duration=DEMO_DURATION_S)
     demo.set_defaults(func=cmd_demo, start=DEMO_START_S)
+
+    audit = sub.add_parser("audit", help="reconcile accepted requests against their outcomes",
+                           description="Count accepted, done, failed and in-flight requests and "
+                           "exit 1 if any stale PENDING request has no message left that could "
+                           "complete or fail it.")
+    audit.add_argument("--state-file", required=True, metavar="FILE",
+                       help="the file `mbs serve --state-file` wrote (table and queue names)")
+    audit.add_argument("--since", type=float, metavar="S",
+                       help="only requests accepted in the last S seconds (default: all)")
+    audit.add_argument("--grace", type=float, default=300.0, metavar="S",
+                       help="PENDING older than this is stale (default 300)")
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(func=cmd_audit)
 
     plan = sub.add_parser("plan", help="validate or print a plan file")
     plan.add_argument("action", choices=["validate", "show"])

@@ -24,6 +24,7 @@ from typing import Any
 
 from buffers.batcher import Batch, MultiBufferBatcher, Request
 from buffers.plan import DispatchMode, Plan
+from functions.shared.faults import InjectedCrash
 from infra.events import sqs_event
 
 log = logging.getLogger("mbs.dispatcher")
@@ -150,7 +151,7 @@ class QueueDispatcher:
             try:
                 reply = self._invoke(batch.buffer_name, event) or {}
                 failed = {f["itemIdentifier"] for f in reply.get("batchItemFailures", [])}
-            except Exception:
+            except (Exception, InjectedCrash):  # the function errored, timed out or died
                 log.exception("invoke failed for a batch of %d on %s", batch.size,
                               batch.buffer_name)
                 self.stats.invoke_errors += 1

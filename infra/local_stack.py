@@ -7,6 +7,7 @@ the same boto3 calls they make on AWS: only AWS_ENDPOINT_URL differs.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import boto3
 
 from buffers.plan import Plan
 from infra.dispatcher import QueueDispatcher
+from infra.dlq_poller import DeadLetterPoller
 from infra.events import REGION, LocalLambdaContext
 from infra.http_gateway import HttpGateway, Route
 from infra.moto_process import MotoProcess
@@ -30,9 +32,16 @@ class StackResources:
     queue_urls: dict[str, str]
     queue_arns: dict[str, str]
     dlq_urls: dict[str, str]
+    dlq_arns: dict[str, str]
 
 
-def create_resources(plan: Plan, prefix: str, visibility_timeout_s: int) -> StackResources:
+def _queue_arn(sqs: Any, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+
+
+def create_resources(plan: Plan, prefix: str, visibility_timeout_s: int,
+                     max_receive_count: int = MAX_RECEIVE_COUNT) -> StackResources:
     """Create the results table and, per buffer, a queue and its DLQ (boto3, any endpoint)."""
     ddb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
     table = f"{prefix}-results"
@@ -43,20 +52,18 @@ def create_resources(plan: Plan, prefix: str, visibility_timeout_s: int) -> Stac
     )
     ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={
         "Enabled": True, "AttributeName": "expires_at_s"})
-    urls, arns, dlqs = {}, {}, {}
+    urls, arns, dlqs, dlq_arns = {}, {}, {}, {}
     for spec in plan.buffers:
         dlq_url = sqs.create_queue(QueueName=f"{prefix}-{spec.name}-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(
-            QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        dlq_arn = _queue_arn(sqs, dlq_url)
         url = sqs.create_queue(QueueName=f"{prefix}-{spec.name}", Attributes={
             "VisibilityTimeout": str(visibility_timeout_s),
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
-                                         "maxReceiveCount": MAX_RECEIVE_COUNT}),
+                                         "maxReceiveCount": max_receive_count}),
         })["QueueUrl"]
-        urls[spec.name], dlqs[spec.name] = url, dlq_url
-        arns[spec.name] = sqs.get_queue_attributes(
-            QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    return StackResources(table, urls, arns, dlqs)
+        urls[spec.name], dlqs[spec.name], dlq_arns[spec.name] = url, dlq_url, dlq_arn
+        arns[spec.name] = _queue_arn(sqs, url)
+    return StackResources(table, urls, arns, dlqs, dlq_arns)
 
 
 def _local_aws_env(endpoint: str) -> dict[str, str]:
@@ -71,14 +78,18 @@ class LocalStack:
 
     def __init__(self, plan: Plan, port: int = 0, visibility_timeout_s: int =
                  LOCAL_VISIBILITY_TIMEOUT_S, log_level: str = "WARNING",
-                 metrics: bool = False) -> None:
+                 metrics: bool = False, max_receive_count: int = MAX_RECEIVE_COUNT,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.plan = plan
         self.port = port
         self.visibility_timeout_s = visibility_timeout_s
+        self.max_receive_count = max_receive_count
+        self.extra_env = extra_env or {}
         self.log_level = log_level
         self.metrics = metrics
         self.resources: StackResources | None = None
         self.dispatcher: QueueDispatcher | None = None
+        self.dlq_poller: DeadLetterPoller | None = None
         self._moto: MotoProcess | None = None
         self._gateway: HttpGateway | None = None
         self._saved_env: dict[str, str | None] = {}
@@ -107,23 +118,29 @@ class LocalStack:
                        "POWERTOOLS_METRICS_DISABLED": "false" if self.metrics else "true",
                        "POWERTOOLS_SERVICE_NAME": "mbs"})
         self.resources = create_resources(self.plan, f"mbs-{uuid.uuid4().hex[:8]}",
-                                          self.visibility_timeout_s)
+                                          self.visibility_timeout_s, self.max_receive_count)
         self._set_env({"MBS_TABLE_NAME": self.resources.table_name,
                        "MBS_QUEUE_URLS": json.dumps(self.resources.queue_urls),
                        "MBS_PLAN_JSON": json.dumps(self.plan.to_dict()),
-                       "MBS_TRUST_TENANT_HEADER": "1"})
+                       "MBS_TRUST_TENANT_HEADER": "1", **self.extra_env})
         self._open_handlers()
         return self
 
     def _open_handlers(self) -> None:
-        from functions import infer, ingest, results
-        from functions.shared import deps
-        from functions.shared.model import get_embedder
+        from functions import dlq, infer, ingest, results
+        from functions.shared import deps, faults
+        from functions.shared.model import ModelLoadError, get_embedder
 
         deps.reset()  # a cold start: settings and clients for this stack's endpoint
-        for module in (infer, ingest, results):
+        faults.reset()
+        for module in (dlq, infer, ingest, results):
             module.logger.setLevel(self.log_level)
-        get_embedder()  # load the model now, so the first batch does not pay for it
+        try:
+            get_embedder()  # load the model now, so the first batch does not pay for it
+        except ModelLoadError as exc:
+            # Serve anyway: every batch fails and is retried, then dead-lettered as FAILED
+            # with this reason, as a Lambda whose model cannot load would behave.
+            logging.getLogger("mbs").error("model failed to load: %s", exc)
         memory = {s.name: s.memory_mb for s in self.plan.buffers}
 
         def invoke(buffer_name: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -131,23 +148,40 @@ class LocalStack:
                                          memory_limit_in_mb=memory[buffer_name])
             return infer.handler(event, context)
 
-        assert self.resources is not None
-        self.dispatcher = QueueDispatcher(self.plan, boto3.client("sqs"),
-                                          self.resources.queue_urls, self.resources.queue_arns,
-                                          invoke)
+        self._invoke_infer = invoke
+        self.dispatcher = self._new_dispatcher()
         self.dispatcher.start()
+        self.dlq_poller = DeadLetterPoller(
+            boto3.client("sqs"), self.resources.dlq_urls, self.resources.dlq_arns,
+            lambda event: dlq.handler(event, LocalLambdaContext(function_name="mbs-dlq")))
+        self.dlq_poller.start()
         self._gateway = HttpGateway([
             Route("POST", "/v1/requests", "mbs-ingest", ingest.handler),
             Route("GET", "/v1/requests/{id}", "mbs-results", results.handler),
         ], port=self.port)
         self._gateway.start()
 
-    def stop(self) -> None:
+    def _new_dispatcher(self) -> QueueDispatcher:
+        assert self.resources is not None
+        return QueueDispatcher(self.plan, boto3.client("sqs"), self.resources.queue_urls,
+                               self.resources.queue_arns, self._invoke_infer)
+
+    def restart_dispatcher(self) -> None:
+        """Kill the dispatcher without draining (its buffered messages stay in flight in SQS)
+        and start a fresh one, as after a crash of the long-running dispatcher."""
+        if self.dispatcher is not None:
+            self.dispatcher.stop(drain=False)
+        self.dispatcher = self._new_dispatcher()
+        self.dispatcher.start()
+
+    def stop(self, drain: bool = True) -> None:
         """Stop taking requests, finish buffered batches, then shut moto down."""
         if self._gateway is not None:
             self._gateway.stop()
         if self.dispatcher is not None:
-            self.dispatcher.stop(drain=True)
+            self.dispatcher.stop(drain=drain)
+        if self.dlq_poller is not None:
+            self.dlq_poller.stop()
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
@@ -156,9 +190,10 @@ class LocalStack:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        from functions.shared import deps
+        from functions.shared import deps, faults
 
         deps.reset()
+        faults.reset()
 
     def __enter__(self) -> LocalStack:
         return self.start()

@@ -58,6 +58,10 @@ class ResultStore(ABC):
         """Mark a request FAILED; False (and no write) if it already reached a terminal state."""
 
     @abstractmethod
+    def note_error(self, request_id: str, reason: str) -> None:
+        """Record why a delivery failed on a PENDING request (the DLQ handler reports it)."""
+
+    @abstractmethod
     def get(self, request_id: str) -> dict[str, Any] | None:
         """The request's public view, or None if unknown."""
 
@@ -142,6 +146,18 @@ class DynamoResultStore(ResultStore):
             request_id, {"status": {"S": FAILED}, "reason": {"S": reason[:1000]}}
         )
 
+    def note_error(self, request_id: str, reason: str) -> None:
+        try:
+            self._ddb.update_item(
+                TableName=self._table, Key={"id": {"S": request_id}},
+                UpdateExpression="SET last_error = :e ADD attempts :one",
+                ConditionExpression="#status = :pending",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":e": {"S": reason[:1000]}, ":one": {"N": "1"},
+                                           ":pending": {"S": PENDING}})
+        except self._conditional_failed:
+            return  # already terminal, or gone: nothing to note
+
     def get(self, request_id: str) -> dict[str, Any] | None:
         item = self._ddb.get_item(
             TableName=self._table, Key={"id": {"S": request_id}}, ConsistentRead=True
@@ -150,13 +166,13 @@ class DynamoResultStore(ResultStore):
 
 
 _INT_FIELDS = ("length", "full_length", "enqueued_at_ms", "batch_size", "padded_length",
-               "batch_real_tokens", "queue_wait_ms", "completed_at_ms", "slo_ms")
+               "batch_real_tokens", "queue_wait_ms", "completed_at_ms", "slo_ms", "attempts")
 
 
 def _public_view(item: dict[str, Any]) -> dict[str, Any]:
     """DynamoDB item -> the JSON the results API returns."""
     out: dict[str, Any] = {"id": item["id"]["S"], "status": item["status"]["S"]}
-    for key in ("tenant", "buffer", "batch_id", "device", "reason"):
+    for key in ("tenant", "buffer", "batch_id", "device", "reason", "last_error"):
         if key in item:
             out[key] = item[key]["S"]
     for key in _INT_FIELDS:

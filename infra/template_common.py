@@ -1,0 +1,106 @@
+"""Shared pieces of the rendered SAM template: intrinsic helpers, render options, AWS limits.
+
+Pure: plain values in, plain dicts out. The template is built as data so that cfn-lint, checkov,
+aws-sam-translator and moto all read exactly what `sam deploy` sends.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from buffers.plan import BufferSpec
+
+# Lambda quotas (AWS Lambda developer guide, "Lambda quotas"): a function runs at most 900 s, and
+# all of a function's environment variables together are at most 4 KB.
+MAX_FUNCTION_TIMEOUT_S = 900
+MAX_ENV_BYTES = 4 * 1024
+# CloudFormation quotas (CloudFormation user guide, "quotas"): 500 resources and 200 outputs per
+# template.
+MAX_RESOURCES = 500
+MAX_OUTPUTS = 200
+# SQS (developer guide, "Amazon SQS visibility timeout"): the visibility timeout is 0-43,200 s.
+MAX_VISIBILITY_TIMEOUT_S = 12 * 3600
+# Valid RetentionInDays values of AWS::Logs::LogGroup (CloudFormation resource reference).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                      2192, 2557, 2922, 3288, 3653)
+
+INGEST_HANDLER = "functions.ingest.handler"
+RESULTS_HANDLER = "functions.results.handler"
+INFER_HANDLER = "functions.infer.handler"
+PYTHON_RUNTIME = "python3.12"
+# Paths inside the rendered output directory (relative to template.yaml): the staged function
+# code (functions/, buffers/, the tokenizer, requirements and the infer Dockerfile).
+CODE_DIR = ".aws-sam/mbs-src"
+TOKENIZER_DIR = "tokenizer"  # inside CODE_DIR; /var/task/tokenizer on Lambda
+LAMBDA_TASK_ROOT = "/var/task"
+
+
+class RenderError(ValueError):
+    """A plan or option that cannot become a valid template; the message names the value."""
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Template choices that are not in the plan (fixed at render time, not CFN parameters)."""
+
+    infer_timeout_s: int = 60  # cold start (torch import, model load) plus the largest batch
+    ingest_memory_mb: int = 512
+    results_memory_mb: int = 256
+    code_dir: str = CODE_DIR
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.infer_timeout_s <= MAX_FUNCTION_TIMEOUT_S:
+            raise RenderError(f"infer_timeout_s must be in 1..{MAX_FUNCTION_TIMEOUT_S}, "
+                              f"got {self.infer_timeout_s}")
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"Ref": name}
+
+
+def getatt(name: str, attribute: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [name, attribute]}
+
+
+def sub(text: str) -> dict[str, Any]:
+    return {"Fn::Sub": text}
+
+
+def if_(condition: str, then: Any, otherwise: Any) -> dict[str, Any]:
+    return {"Fn::If": [condition, then, otherwise]}
+
+
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def alarm_actions() -> dict[str, Any]:
+    """Alarm notifications go to AlarmTopicArn when one is given."""
+    return if_("HasAlarmTopic", [ref("AlarmTopicArn")], NO_VALUE)
+
+
+def checkov_skips(*skips: tuple[str, str]) -> dict[str, Any]:
+    """Resource Metadata that suppresses checkov checks, each with its written reason."""
+    return {"checkov": {"skip": [{"id": check, "comment": why} for check, why in skips]}}
+
+
+def logical_suffix(buffer_name: str) -> str:
+    """A buffer name as a CloudFormation logical-id part: 'x-long_2' -> 'XLong2'."""
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", buffer_name) if p]
+    return "".join(p[:1].upper() + p[1:] for p in parts)
+
+
+def check_suffixes(buffers: tuple[BufferSpec, ...]) -> dict[str, str]:
+    """Buffer name -> logical suffix; RenderError if two names collapse to one suffix."""
+    out: dict[str, str] = {}
+    for spec in buffers:
+        suffix = logical_suffix(spec.name)
+        if not suffix:
+            raise RenderError(f"buffer name {spec.name!r} has no letter or digit for a logical id")
+        clash = [name for name, s in out.items() if s.lower() == suffix.lower()]
+        if clash:
+            raise RenderError(f"buffer names {clash[0]!r} and {spec.name!r} give the same "
+                              f"logical id suffix {suffix!r}; rename one")
+        out[spec.name] = suffix
+    return out
