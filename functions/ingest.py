@@ -9,7 +9,12 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from functions.shared import deps
-from functions.shared.http import error_response, json_response, not_found_response
+from functions.shared.http import (
+    error_response,
+    json_response,
+    not_found_response,
+    overloaded_response,
+)
 from functions.shared.identity import authenticated_tenant, submitting_tenant
 from functions.shared.settings import get_settings
 from functions.shared.store import PendingRecord
@@ -30,6 +35,8 @@ def create_request() -> Response:
     tenant = submitting_tenant(identity, submission.tenant)
     tokens = count_tokens(submission.text)
     spec = deps.router().route(tokens.length)
+    if settings.max_queue_depth and _saturated(spec.name, settings.max_queue_depth):
+        return overloaded_response(spec.name)
     request_id = uuid.uuid4().hex
     now_ms = int(time.time() * 1000)
     # PENDING is written before the message is sent, so a fast result can never be overwritten.
@@ -53,6 +60,15 @@ def create_request() -> Response:
     return json_response(202, {"id": request_id, "buffer": spec.name, "length": tokens.length,
                                "truncated": tokens.truncated,
                                "original_length": tokens.full_length})
+
+
+def _saturated(buffer_name: str, limit: int) -> bool:
+    try:
+        return deps.queue_depth().depth(buffer_name) >= limit
+    except Exception:
+        # Fail open: if the depth cannot be read, the send below succeeds or answers 503.
+        logger.warning("queue depth unavailable", extra={"buffer": buffer_name})
+        return False
 
 
 @app.exception_handler(InputError)

@@ -14,6 +14,9 @@ from typing import Any
 from infra.events import LocalLambdaContext, apigw_v2_event
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's own request payload limit
+# Requests handled at once; past this the gateway answers 429 at once instead of queueing
+# threads without bound (API Gateway throttles with 429 too).
+MAX_IN_FLIGHT = 64
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
@@ -58,6 +61,7 @@ def dispatch(routes: list[Route], method: str, raw_path: str, headers: dict[str,
 
 class _RequestHandler(BaseHTTPRequestHandler):
     routes: list[Route] = []
+    slots: threading.BoundedSemaphore = threading.BoundedSemaphore(MAX_IN_FLIGHT)
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: the handlers log
@@ -72,13 +76,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
             status, headers, data = _json_bytes(
                 413, "body_too_large", f"payload must be <= {MAX_PAYLOAD_BYTES} bytes")
             self.close_connection = True
+        elif not self.slots.acquire(blocking=False):
+            self.rfile.read(length)
+            status, headers, data = _json_bytes(429, "too_many_requests",
+                                                "the gateway is saturated; retry after 1 s")
+            headers["Retry-After"] = "1"
         else:
-            body = self.rfile.read(length) if length else b""
             try:
-                status, headers, data = dispatch(
-                    self.routes, self.command, self.path, dict(self.headers.items()), body)
-            except Exception as exc:  # a handler crash is a 500, as API Gateway reports it
-                status, headers, data = _json_bytes(500, "internal_error", type(exc).__name__)
+                status, headers, data = self._dispatch(length)
+            finally:
+                self.slots.release()
         self.send_response(status)
         for key, value in headers.items():
             if key.lower() not in ("content-length", "connection"):
@@ -87,14 +94,24 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _dispatch(self, length: int) -> tuple[int, dict[str, str], bytes]:
+        body = self.rfile.read(length) if length else b""
+        try:
+            return dispatch(self.routes, self.command, self.path, dict(self.headers.items()),
+                            body)
+        except Exception as exc:  # a handler crash is a 500, as API Gateway reports it
+            return _json_bytes(500, "internal_error", type(exc).__name__)
+
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
 
 class HttpGateway:
     """A threaded HTTP server on 127.0.0.1 in front of the handlers."""
 
-    def __init__(self, routes: list[Route], port: int = 0, host: str = "127.0.0.1") -> None:
-        handler_cls = type("BoundHandler", (_RequestHandler,), {"routes": routes})
+    def __init__(self, routes: list[Route], port: int = 0, host: str = "127.0.0.1",
+                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
+        handler_cls = type("BoundHandler", (_RequestHandler,), {
+            "routes": routes, "slots": threading.BoundedSemaphore(max_in_flight)})
         self._server = ThreadingHTTPServer((host, port), handler_cls)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="http-gateway",

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from functions import infer, ingest, results
+from functions.shared import deps
 from functions.shared.model import get_embedder
 from functions.shared.store import DONE, PENDING
 from infra.events import LocalLambdaContext, sqs_event
@@ -198,6 +199,25 @@ def test_enqueue_failure_is_a_503_and_the_item_is_failed(aws):
     # THEN the request is recorded as FAILED, never left PENDING forever
     (item,) = aws.ddb.scan(TableName=aws.resources.table_name)["Items"]
     assert item["status"]["S"] == "FAILED"
+
+
+def test_saturated_buffer_answers_429_with_retry_after_and_stores_nothing(aws, monkeypatch):
+    # GIVEN a depth limit of 2 waiting messages on a buffer's queue
+    monkeypatch.setenv("MBS_MAX_QUEUE_DEPTH", "2")
+    deps.reset()
+    post_text(SHORT_TEXT)
+    post_text(SHORT_TEXT)
+    deps.queue_depth()._cache.clear()  # the cached depth is 1 s old at most; skip the wait
+    # WHEN a third short request arrives
+    reply = post(json.dumps({"text": SHORT_TEXT}))
+    # THEN it is refused with 429 and Retry-After, and nothing is stored or enqueued for it
+    assert reply["statusCode"] == 429
+    assert reply["headers"]["Retry-After"] == "1"
+    assert json.loads(reply["body"])["error"]["code"] == "overloaded"
+    assert aws.item_count() == 2
+    assert aws.queue_depths()["short"] == 2
+    # AND other buffers still take requests
+    assert post_text("word " * 100)["buffer"] != "short"
 
 
 # ---- results -----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -164,3 +165,36 @@ def test_stored_sqs_event_matches_the_builder():
                  "Body": r["body"], "Attributes": r["attributes"]} for r in stored["Records"]]
     built = sqs_event(messages, stored["Records"][0]["eventSourceARN"])
     assert built == stored
+
+
+def test_saturated_gateway_answers_429_with_retry_after():
+    # GIVEN a gateway that handles one request at a time, busy with a slow one
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from infra.http_gateway import HttpGateway
+
+    release = threading.Event()
+
+    def slow(event, context):
+        release.wait(10)
+        return {"statusCode": 200, "body": "{}"}
+
+    gateway = HttpGateway([Route("GET", "/slow", "slow", slow)], max_in_flight=1)
+    gateway.start()
+    try:
+        first = threading.Thread(target=urllib.request.urlopen, args=(f"{gateway.url}/slow",))
+        first.start()
+        time.sleep(0.3)
+        # WHEN a second request arrives
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            urllib.request.urlopen(f"{gateway.url}/slow", timeout=5)
+        # THEN it is refused at once with 429 and Retry-After, instead of queueing
+        assert exc.value.code == 429
+        assert exc.value.headers["Retry-After"] == "1"
+        release.set()
+        first.join(10)
+    finally:
+        release.set()
+        gateway.stop()

@@ -19,3 +19,16 @@ def error_response(error: InputError) -> Response:
 
 def not_found_response(path: str) -> Response:
     return json_response(404, {"error": {"code": "not_found", "message": f"no route {path}"}})
+
+
+RETRY_AFTER_S = 1
+
+
+def overloaded_response(buffer_name: str) -> Response:
+    """429 with Retry-After: the buffer's queue is past its depth limit; nothing was stored."""
+    return Response(
+        status_code=429, content_type=content_types.APPLICATION_JSON,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+        body={"error": {"code": "overloaded",
+                        "message": f"buffer {buffer_name!r} is saturated; retry after "
+                                   f"{RETRY_AFTER_S} s"}})

@@ -11,6 +11,9 @@ from buffers.plan import Plan, default_plan_path, load_plan, plan_from_dict
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024  # well under SQS's 256 KiB message limit, with the envelope
 DEFAULT_RESULT_TTL_S = 7 * 24 * 3600
+# Backpressure: past this many waiting messages on a buffer's queue, ingest answers 429.
+# 0 turns it off. 10,000 waiting requests is minutes of work for any plan MBS chooses.
+DEFAULT_MAX_QUEUE_DEPTH = 10_000
 
 
 class SettingsError(RuntimeError):
@@ -27,6 +30,7 @@ class Settings:
     # Only the local stack sets MBS_TRUST_TENANT_HEADER=1: on AWS the tenant comes from the
     # authorizer, and a client-supplied header must never be trusted.
     trust_tenant_header: bool = False
+    max_queue_depth: int = DEFAULT_MAX_QUEUE_DEPTH
 
 
 def _load_active_plan() -> Plan:
@@ -70,4 +74,5 @@ def get_settings() -> Settings:
         max_body_bytes=_int_env("MBS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         result_ttl_s=_int_env("MBS_RESULT_TTL_S", DEFAULT_RESULT_TTL_S),
         trust_tenant_header=os.environ.get("MBS_TRUST_TENANT_HEADER") == "1",
+        max_queue_depth=_int_env("MBS_MAX_QUEUE_DEPTH", DEFAULT_MAX_QUEUE_DEPTH),
     )
