@@ -94,7 +94,7 @@ BAD = [
     ("int-text", {"text": 5}, JSON, 400, "wrong_type"),
     ("null-text", {"text": None}, JSON, 400, "wrong_type"),
     ("list-text", {"text": ["a"]}, JSON, 400, "wrong_type"),
-    ("nul-in-text", {"text": "a\x00b"}, JSON, 400, "invalid_text"),
+    ("lone-surrogate", {"text": "a\ud800b"}, JSON, 400, "invalid_text"),
     ("unknown-field", {"text": "x", "model": "gpt"}, JSON, 400, "unknown_field"),
     ("empty-tenant", {"text": "x", "tenant": ""}, JSON, 400, "invalid_tenant"),
     ("tenant-with-space", {"text": "x", "tenant": "a b"}, JSON, 400, "invalid_tenant"),
@@ -195,3 +195,14 @@ def test_malformed_request_id_is_a_400(request_id):
     with pytest.raises(InputError) as err:
         check_request_id(request_id)
     assert (err.value.status, err.value.code) == (400, "invalid_id")
+
+
+def test_nul_and_control_characters_are_accepted():
+    # Harmless: the SQS body is json.dumps output (pure ASCII) and the tokenizer drops them.
+    assert parse({"text": "a\x00b\x07c"}).text == "a\x00b\x07c"
+
+
+def test_lone_surrogate_escape_is_a_400_naming_the_position():
+    with pytest.raises(InputError) as exc:
+        parse_submission(b'{"text": "ab\\ud800"}', "application/json", 1000)
+    assert exc.value.status == 400 and "position 2" in exc.value.message

@@ -87,8 +87,13 @@ def _field_text(obj: dict[str, Any]) -> str:
         )
     if not text.strip():
         raise InputError(400, "empty_text", "field 'text' must not be empty or whitespace")
-    if "\x00" in text:
-        raise InputError(400, "invalid_text", "field 'text' must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # JSON can carry "\ud800" escapes that decode to a lone surrogate: not a character,
+        # and the tokenizer cannot take it.
+        raise InputError(400, "invalid_text", f"field 'text' holds an unpaired surrogate at "
+                         f"position {exc.start}") from None
     return text
 
 
