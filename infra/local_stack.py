@@ -69,8 +69,9 @@ def create_resources(plan: Plan, prefix: str, visibility_timeout_s: int,
 def _local_aws_env(endpoint: str) -> dict[str, str]:
     # Fixed fake credentials: the local stack must never reach a real AWS account.
     return {"AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing"}
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",  # nosec B105 - moto's placeholder, not a secret
+            "AWS_SESSION_TOKEN": "testing"}  # nosec B105
 
 
 class LocalStack:
@@ -162,7 +163,8 @@ class LocalStack:
         self._gateway.start()
 
     def _new_dispatcher(self) -> QueueDispatcher:
-        assert self.resources is not None
+        if self.resources is None:
+            raise RuntimeError("the local stack is not started")
         return QueueDispatcher(self.plan, boto3.client("sqs"), self.resources.queue_urls,
                                self.resources.queue_arns, self._invoke_infer)
 

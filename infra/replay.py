@@ -24,7 +24,8 @@ def _call(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[in
     request = urllib.request.Request(url, data=data, method=method,
                                      headers={"content-type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as reply:  # noqa: S310
+        # replay() only accepts http(s) base URLs (checked there), so no file:// or ftp://.
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as reply:  # nosec B310
             return reply.status, json.loads(reply.read() or b"{}")
     except urllib.error.HTTPError as exc:
         try:
@@ -96,6 +97,8 @@ def replay(base_url: str, workload: Workload, speedup: float = 1.0,
     """Send every request of the workload at arrival_s / speedup, then wait for all results."""
     if speedup <= 0:
         raise ValueError(f"speedup must be > 0, got {speedup}")
+    if not base_url.startswith(("http://", "https://")):
+        raise ValueError(f"url must start with http:// or https://, got {base_url!r}")
     base_url = base_url.rstrip("/")
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="replay") as pool:

@@ -37,7 +37,9 @@ class Embedder:
 
             self._torch = torch
             self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-            self._model = AutoModel.from_pretrained(str(model_dir())).to(self.device).eval()
+            # A local directory, never the hub: local_files_only makes that a hard rule.
+            self._model = AutoModel.from_pretrained(  # nosec B615 - local path, offline
+                str(model_dir()), local_files_only=True).to(self.device).eval()
             # One forward pass at a time per process: torch already uses every core for one
             # pass, and on Lambda a process runs one invocation at a time, so this never waits
             # there; in the local stack it stops concurrent batches oversubscribing the CPU.
