@@ -58,3 +58,14 @@ def test_text_past_the_limit_is_truncated_to_256(embedder):
 def test_empty_batch_is_rejected(embedder):
     with pytest.raises(ValueError, match="at least one text"):
         embedder.embed([])
+
+
+def test_stand_in_model_is_labelled_and_unit_length():
+    from functions.shared.model import StandInEmbedder
+
+    first = StandInEmbedder().embed(["a", "b b b"])
+    again = StandInEmbedder().embed(["a", "b b b"])
+    assert first.device == "stand-in" and first.inference_ms == 0.0
+    assert first.vectors.shape == (2, 384)
+    assert np.allclose(np.linalg.norm(first.vectors, axis=1), 1.0)
+    assert np.array_equal(first.vectors, again.vectors)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -72,9 +73,34 @@ class Embedder:
         )
 
 
+class StandInEmbedder:
+    """A zero-cost stand-in for load tests of the system rather than the model.
+
+    Only `MBS_STANDIN_MODEL=1` selects it, and every result it produces says device "stand-in",
+    so its figures can never pass for the model's. Vectors are unit length and derived from the
+    text's hash (deterministic), not embeddings.
+    """
+
+    device = "stand-in"
+
+    def embed(self, texts: list[str]) -> EmbedResult:
+        if not texts:
+            raise ValueError("embed needs at least one text, got []")
+        encodings = batch_tokenizer().encode_batch(texts)
+        seeds = [int.from_bytes(hashlib.sha256(t.encode("utf-8", "replace")).digest()[:8], "big")
+                 for t in texts]
+        vectors = np.stack([np.random.default_rng(s).standard_normal(EMBEDDING_DIM)
+                            for s in seeds]).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        return EmbedResult(vectors=vectors, padded_length=len(encodings[0].ids),
+                           inference_ms=0.0, device=self.device)
+
+
 @lru_cache(maxsize=1)
-def get_embedder() -> Embedder:
+def get_embedder() -> Embedder | StandInEmbedder:
     """One model per process (per Lambda cold start)."""
     if os.environ.get("MBS_FAIL_MODEL_LOAD") == "1":  # fault injection for the reliability tests
         raise ModelLoadError("model load disabled by MBS_FAIL_MODEL_LOAD=1")
+    if os.environ.get("MBS_STANDIN_MODEL") == "1":
+        return StandInEmbedder()
     return Embedder(device=os.environ.get("MBS_DEVICE") or None)
