@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -10,6 +9,8 @@ from typing import Any
 
 from buffers.padding import PaddingStats, batch_padding
 from buffers.plan import BufferSpec, Plan
+from buffers.policies.base import BatchPolicy, token_capped
+from buffers.policies.size_timeout import SizeTimeoutPolicy
 from buffers.router import LengthRouter
 
 
@@ -17,6 +18,7 @@ class FlushReason(StrEnum):
     SIZE = "size"  # max_batch_size requests are waiting
     TOKENS = "tokens"  # the padded-token budget (max_batch_tokens) is reached
     TIMEOUT = "timeout"  # the oldest request has waited timeout_ms
+    DEADLINE = "deadline"  # the most urgent request reached its last schedulable time
     DRAIN = "drain"  # shutdown: flush whatever is left
 
 
@@ -56,80 +58,94 @@ class Batch:
 
 
 class BufferQueue:
-    """One buffer's pending requests in arrival order, and its flush rule."""
+    """One buffer's pending requests in arrival order; its policy decides when and which go.
 
-    def __init__(self, index: int, spec: BufferSpec) -> None:
+    `blocked` is set by the caller while the buffer has no free capacity (all its instances
+    busy): requests then stay pending, so the next batch is formed, fuller, when one frees up.
+    """
+
+    def __init__(self, index: int, spec: BufferSpec, policy: BatchPolicy | None = None) -> None:
         self.index = index
         self.spec = spec
-        self._pending: deque[Request] = deque()
+        self.policy = policy or SizeTimeoutPolicy()
+        self.blocked = False
+        self._pending: list[Request] = []
 
     def __len__(self) -> int:
         return len(self._pending)
 
+    @property
+    def pending(self) -> tuple[Request, ...]:
+        return tuple(self._pending)
+
     def add(self, request: Request) -> None:
         self._pending.append(request)
+        self.policy.on_add(request)
 
     def due_s(self) -> float | None:
-        """When the oldest pending request's timeout fires, or None if empty."""
-        return self._pending[0].arrival_s + self.spec.timeout_s if self._pending else None
-
-    def _fitting_count(self) -> int:
-        """How many requests from the front fit max_batch_size and the token budget."""
-        limit = min(len(self._pending), self.spec.max_batch_size)
-        budget = self.spec.max_batch_tokens
-        if budget is None:
-            return limit
-        longest = 0
-        for n, request in enumerate(self._pending):
-            if n == limit:
-                return limit
-            longest = max(longest, request.length)
-            if (n + 1) * longest > budget:
-                return max(n, 1)  # one request always fits: the plan guarantees budget >= L
-        return limit
+        """When the policy needs this buffer looked at again (None: empty or blocked)."""
+        if not self._pending or self.blocked:
+            return None
+        return self.policy.due_s(self._pending, self.spec)
 
     def take_full(self, now_s: float) -> list[Batch]:
         """Batches that are full by count or by padded tokens."""
         out = []
-        while self._pending:
-            n = self._fitting_count()
-            if n >= self.spec.max_batch_size:
-                out.append(self._pop(n, FlushReason.SIZE, now_s))
-            elif n < len(self._pending):
-                out.append(self._pop(n, FlushReason.TOKENS, now_s))
-            else:
-                break
+        while self._pending and not self.blocked and self.policy.full(self._pending, self.spec):
+            out.append(self._pop(now_s))
         return out
 
     def take_due(self, now_s: float) -> list[Batch]:
-        """Batches whose oldest request has waited its timeout."""
+        """Batches the policy releases now: full, timed out, or at a deadline."""
         out = []
-        while self._pending and self.due_s() <= now_s:
-            out.append(self._pop(self._fitting_count(), FlushReason.TIMEOUT, now_s))
+        while (self._pending and not self.blocked
+               and self.policy.ready(self._pending, self.spec, now_s)):
+            out.append(self._pop(now_s))
         return out
 
     def drain(self, now_s: float) -> list[Batch]:
         out = []
         while self._pending:
-            out.append(self._pop(self._fitting_count(), FlushReason.DRAIN, now_s))
+            out.append(self._pop(now_s, FlushReason.DRAIN))
         return out
 
-    def _pop(self, n: int, reason: FlushReason, now_s: float) -> Batch:
-        taken = tuple(self._pending.popleft() for _ in range(n))
-        return Batch(self.index, self.spec.name, taken, reason, now_s)
+    def _reason(self, selected: int, now_s: float) -> FlushReason:
+        if selected >= self.spec.max_batch_size:
+            return FlushReason.SIZE
+        fitting = token_capped(range(len(self._pending)), self._pending, self.spec)
+        if len(fitting) < min(len(self._pending), self.spec.max_batch_size):
+            return FlushReason.TOKENS
+        timeout = self.policy.timeout_due_s(self._pending, self.spec)
+        return FlushReason.TIMEOUT if timeout is not None and timeout <= now_s \
+            else FlushReason.DEADLINE
+
+    def _pop(self, now_s: float, reason: FlushReason | None = None) -> Batch:
+        positions = self.policy.select(self._pending, self.spec, now_s)
+        if not positions:
+            raise RuntimeError(f"policy {self.policy.name} selected no request from "
+                               f"{len(self._pending)} pending")
+        reason = reason or self._reason(len(positions), now_s)
+        taken = tuple(self._pending[p] for p in positions)
+        chosen = set(positions)
+        self._pending = [r for i, r in enumerate(self._pending) if i not in chosen]
+        batch = Batch(self.index, self.spec.name, taken, reason, now_s)
+        self.policy.on_launch(batch, now_s)
+        return batch
 
 
 class MultiBufferBatcher:
     """Routes requests by length into the plan's buffers and forms batches.
 
-    Use: `add(request, now_s)` returns batches that filled up; `poll(now_s)` returns batches whose
-    timeout fired; `next_due_s()` says when to poll next. No clock reads, no I/O.
+    Use: `add(request, now_s)` returns batches that filled up; `poll(now_s)` returns batches the
+    policy releases (timeout, deadline); `next_due_s()` says when to poll next. One policy
+    instance serves every buffer (fairness state is global). No clock reads, no I/O.
     """
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, policy: BatchPolicy | None = None) -> None:
         self.plan = plan
+        self.policy = policy or SizeTimeoutPolicy()
         self.router = LengthRouter(plan)
-        self.queues = [BufferQueue(i, spec) for i, spec in enumerate(plan.buffers)]
+        self.queues = [BufferQueue(i, spec, self.policy) for i, spec in enumerate(plan.buffers)]
 
     def add(self, request: Request, now_s: float) -> list[Batch]:
         queue = self.queues[self.router.index(request.length)]
