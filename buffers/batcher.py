@@ -103,6 +103,13 @@ class BufferQueue:
             out.append(self._pop(now_s))
         return out
 
+    def take_next(self, now_s: float) -> Batch | None:
+        """At most one batch the policy releases now (for callers that pace launches)."""
+        if self._pending and not self.blocked and self.policy.ready(self._pending, self.spec,
+                                                                    now_s):
+            return self._pop(now_s)
+        return None
+
     def drain(self, now_s: float) -> list[Batch]:
         out = []
         while self._pending:

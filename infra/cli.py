@@ -75,10 +75,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from infra.local_stack import LocalStack
 
     plan = _plan_arg(args.plan)
-    stack = LocalStack(plan, port=args.port, log_level=args.log_level, metrics=args.metrics)
+    stack = LocalStack(plan, port=args.port, log_level=args.log_level, metrics=args.metrics,
+                       policy=args.policy, default_slo_ms=args.slo_ms)
     print(f"starting the local stack for plan {plan.name!r} (loading the model)...", flush=True)
     stack.start()
-    print(f"MBS serving on {stack.url}  (POST /v1/requests, GET /v1/requests/{{id}})")
+    print(f"MBS serving on {stack.url}  (POST /v1/requests, GET /v1/requests/{{id}}), "
+          f"policy {stack.policy_name}")
     for spec in plan.buffers:
         print(f"  buffer {spec.name:<8} lengths {spec.min_length:>3}-{spec.max_length:<3} "
               f"batch<={spec.max_batch_size:<4} timeout {spec.timeout_ms} ms  "
@@ -169,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080; 0 = any)")
     serve.add_argument("--log-level", default="WARNING", help="handler log level")
     serve.add_argument("--metrics", action="store_true", help="print EMF metrics per batch")
+    serve.add_argument("--policy", choices=["size_timeout", "deadline", "vtc"],
+                       help="batching policy (default: the plan's)")
+    serve.add_argument("--slo-ms", type=float, default=None, metavar="MS",
+                       help="deadline for requests that send no slo_ms (deadline policy)")
     serve.add_argument("--state-file", metavar="FILE",
                        help="write the URL, moto endpoint, queue URLs and table name here once "
                             "the stack is up")

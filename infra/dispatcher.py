@@ -24,6 +24,7 @@ from typing import Any
 
 from buffers.batcher import Batch, MultiBufferBatcher, Request
 from buffers.plan import DispatchMode, Plan
+from buffers.policies import BatchPolicy, Predictor
 from functions.shared.faults import InjectedCrash
 from infra.events import sqs_event
 
@@ -40,17 +41,22 @@ class DispatchStats:
     invoke_errors: int = 0
 
 
-def _request_from_message(message: dict[str, Any], mode: DispatchMode, now_s: float) -> Request:
+def _request_from_message(message: dict[str, Any], mode: DispatchMode, now_s: float,
+                          default_slo_ms: float | None) -> Request:
     try:
         body = json.loads(message["Body"])
         length = int(body["length"])
         enqueued_s = int(body["enqueued_at_ms"]) / 1000.0
-    except (KeyError, TypeError, ValueError):
+        tenant = str(body.get("tenant") or "default")
+        slo_ms = body.get("slo_ms") or default_slo_ms
+    except (KeyError, TypeError, ValueError, AttributeError):
         # A malformed message still goes to infer, which reports it failed (then the DLQ).
-        length, enqueued_s = 1, now_s
+        length, enqueued_s, tenant, slo_ms = 1, now_s, "default", default_slo_ms
     arrival_s = enqueued_s if mode is DispatchMode.DISPATCHER else now_s
+    deadline_s = None if slo_ms is None else enqueued_s + float(slo_ms) / 1000.0
     return Request(id=message["MessageId"], length=max(1, length),
-                   arrival_s=min(arrival_s, now_s), payload=message)
+                   arrival_s=min(arrival_s, now_s), tenant=tenant, deadline_s=deadline_s,
+                   payload=message)
 
 
 class QueueDispatcher:
@@ -58,12 +64,16 @@ class QueueDispatcher:
 
     def __init__(self, plan: Plan, sqs: Any, queue_urls: dict[str, str],
                  queue_arns: dict[str, str], invoke: Invoke,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, policy: BatchPolicy | None = None,
+                 predict_ms: Predictor | None = None,
+                 default_slo_ms: float | None = None) -> None:
         self.plan = plan
         self.stats = DispatchStats()
         self._sqs, self._urls, self._arns = sqs, queue_urls, queue_arns
         self._invoke, self._clock = invoke, clock
-        self._batcher = MultiBufferBatcher(plan)
+        self._predict_ms, self._default_slo_ms = predict_ms, default_slo_ms
+        self._batcher = MultiBufferBatcher(plan, policy)
+        self._policy_lock = threading.Lock()  # workers report completions from their threads
         self._inbox: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -125,12 +135,15 @@ class QueueDispatcher:
             except queue.Empty:
                 return out
             mode = self.plan.buffers[index].dispatch_mode
-            out.extend(self._batcher.add_to(index, _request_from_message(message, mode, now), now))
+            request = _request_from_message(message, mode, now, self._default_slo_ms)
+            with self._policy_lock:
+                out.extend(self._batcher.add_to(index, request, now))
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             ready = self._move_inbox()
-            ready.extend(self._batcher.poll(self._clock()))
+            with self._policy_lock:
+                ready.extend(self._batcher.poll(self._clock()))
             for batch in ready:
                 self._submit(batch)
             due = self._batcher.next_due_s()
@@ -148,8 +161,10 @@ class QueueDispatcher:
         try:
             messages = [r.payload for r in batch.requests]
             event = sqs_event(messages, self._arns[batch.buffer_name])
+            started = time.perf_counter()
             try:
                 reply = self._invoke(batch.buffer_name, event) or {}
+                self._report(batch, (time.perf_counter() - started) * 1000.0)
                 failed = {f["itemIdentifier"] for f in reply.get("batchItemFailures", [])}
             except (Exception, InjectedCrash):  # the function errored, timed out or died
                 log.exception("invoke failed for a batch of %d on %s", batch.size,
@@ -161,6 +176,16 @@ class QueueDispatcher:
             self._delete(self._urls[batch.buffer_name], done)
         finally:
             self._in_flight[batch.buffer_index].release()
+
+    def _report(self, batch: Batch, actual_ms: float) -> None:
+        """Tell the policy how long the batch took against the prediction (SLAI's offset)."""
+        if self._predict_ms is None:
+            return
+        spec = self.plan.buffers[batch.buffer_index]
+        predicted = self._predict_ms(batch.size, batch.padded_length, spec.memory_mb)
+        with self._policy_lock:
+            self._batcher.policy.on_complete(batch, predicted, actual_ms)
+        self._wake.set()
 
     def _delete(self, url: str, messages: list[dict[str, Any]]) -> None:
         for start in range(0, len(messages), 10):  # DeleteMessageBatch takes 10 at most

@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 
 from buffers.plan import Plan
+from buffers.policies import Predictor, make_batch_policy
 from infra.dispatcher import QueueDispatcher
 from infra.dlq_poller import DeadLetterPoller
 from infra.events import REGION, LocalLambdaContext
@@ -80,8 +81,11 @@ class LocalStack:
     def __init__(self, plan: Plan, port: int = 0, visibility_timeout_s: int =
                  LOCAL_VISIBILITY_TIMEOUT_S, log_level: str = "WARNING",
                  metrics: bool = False, max_receive_count: int = MAX_RECEIVE_COUNT,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, policy: str | None = None,
+                 default_slo_ms: float | None = None) -> None:
         self.plan = plan
+        self.policy_name = policy or plan.policy
+        self.default_slo_ms = default_slo_ms
         self.port = port
         self.visibility_timeout_s = visibility_timeout_s
         self.max_receive_count = max_receive_count
@@ -113,6 +117,7 @@ class LocalStack:
             os.environ[key] = value
 
     def start(self) -> LocalStack:
+        make_batch_policy(self.policy_name, lambda b, n, m: 0.0)  # unknown names fail first
         self._moto = MotoProcess().start()
         self._set_env(_local_aws_env(self._moto.endpoint))
         self._set_env({"POWERTOOLS_LOG_LEVEL": self.log_level,
@@ -162,11 +167,23 @@ class LocalStack:
         ], port=self.port)
         self._gateway.start()
 
+    def _predictor(self) -> Predictor | None:
+        """Measured-device latency from the shipped profile (this machine, not Lambda)."""
+        if self.policy_name != "deadline":
+            return None
+        from optimizer.latency_model import load_profile
+
+        _, model = load_profile()
+        return lambda batch, length, memory_mb: model.predict_ms(batch, length)
+
     def _new_dispatcher(self) -> QueueDispatcher:
         if self.resources is None:
             raise RuntimeError("the local stack is not started")
+        predictor = self._predictor()
         return QueueDispatcher(self.plan, boto3.client("sqs"), self.resources.queue_urls,
-                               self.resources.queue_arns, self._invoke_infer)
+                               self.resources.queue_arns, self._invoke_infer,
+                               policy=make_batch_policy(self.policy_name, predictor),
+                               predict_ms=predictor, default_slo_ms=self.default_slo_ms)
 
     def restart_dispatcher(self) -> None:
         """Kill the dispatcher without draining (its buffered messages stay in flight in SQS)

@@ -19,6 +19,7 @@ import numpy as np
 
 from buffers.batcher import MultiBufferBatcher, Request
 from buffers.plan import Plan
+from buffers.policies import BatchPolicy, make_batch_policy
 from optimizer.baselines import TritonPolicy
 from optimizer.lambda_rules import InstancePool, LambdaRules
 from optimizer.metrics import BatchLog, PlanMetrics, plan_metrics
@@ -30,6 +31,8 @@ FollowUps = list[tuple[float, Any]]  # (time_s, event) pairs a handler schedules
 
 class PolicyType(StrEnum):
     SIZE_TIMEOUT = "size_timeout"  # MBS and BATCH: flush a buffer at max size or at its timeout
+    DEADLINE = "deadline"  # SLAI + SlackFit (buffers/policies/deadline.py)
+    VTC = "vtc"  # tenant fairness (buffers/policies/vtc.py)
     TRITON = "triton"  # Triton/TF-Serving dynamic batcher (optimizer/baselines.py)
 
 
@@ -63,6 +66,7 @@ class Launcher:
         self._service_cache: dict[tuple[int, int, int], float] = {}
         self._pricing = pricing
         self._rules = rules
+        self.last_service_ms = 0.0
         self.order: list[int] = []  # request indices in launch order
         self.rows: list[tuple[int, int, int, float, float, float, bool, int]] = []
 
@@ -77,6 +81,7 @@ class Launcher:
             if not service_ms >= 0:
                 raise ValueError(f"service time must be >= 0 ms, got {service_ms} for {key}")
             self._service_cache[key] = service_ms
+        self.last_service_ms = service_ms
         pool = self.pools[buffer]
         start_s, cold = pool.acquire(now_s)
         busy_ms = service_ms + (self._rules.cold_start_ms if cold else 0.0)
@@ -94,8 +99,21 @@ class _Timer:
     buffer: int
 
 
-class SizeTimeoutPolicy:
-    """Size-or-timeout batching per buffer with the project's own BufferQueue.
+@dataclass(frozen=True)
+class _Free:
+    buffer: int
+
+
+@dataclass(frozen=True)
+class RequestAttrs:
+    """Per-request inputs beyond arrival and length (None: defaults for every request)."""
+
+    tenants: Sequence[str] | None = None
+    slo_ms: Sequence[float] | None = None  # per-request SLO: deadline = arrival + slo
+
+
+class BufferedBatching:
+    """Batching per buffer with the project's own BufferQueue and a buffers/ batch policy.
 
     Dispatcher mode: millisecond timers from each request's arrival. Managed mode: the event
     source mapping's window starts when a poller receives the first record (AWS Lambda
@@ -107,26 +125,47 @@ class SizeTimeoutPolicy:
     """
 
     def __init__(self, plan: Plan, arrivals_s: list[float], lengths: list[int],
-                 routes: list[int], launcher: Launcher) -> None:
-        self.batcher = MultiBufferBatcher(plan)
+                 routes: list[int], launcher: Launcher, batch_policy: BatchPolicy | None = None,
+                 attrs: RequestAttrs | None = None, hold_when_busy: bool = False) -> None:
+        self.batcher = MultiBufferBatcher(plan, batch_policy)
         self.arrivals_s = arrivals_s
         self.lengths = lengths
         self.routes = routes
         self.launcher = launcher
+        attrs = attrs or RequestAttrs()
+        self.tenants = attrs.tenants
+        self.slo_ms = attrs.slo_ms
+        self.hold_when_busy = hold_when_busy
+        self.limits = [spec.max_concurrency for spec in plan.buffers]
+        self.busy = [0] * len(plan.buffers)
         self._armed: list[float | None] = [None] * len(plan.buffers)
+
+    def _request(self, index: int) -> Request:
+        arrival = self.arrivals_s[index]
+        deadline = None if self.slo_ms is None else arrival + self.slo_ms[index] / 1000.0
+        tenant = "default" if self.tenants is None else self.tenants[index]
+        return Request(str(index), self.lengths[index], arrival, tenant=tenant,
+                       deadline_s=deadline, payload=index)
 
     def on_arrival(self, index: int, now_s: float) -> FollowUps:
         buffer = self.routes[index]
-        request = Request(str(index), self.lengths[index], self.arrivals_s[index], payload=index)
-        self._launch(self.batcher.add_to(buffer, request, now_s), now_s)
-        return self._arm(buffer)
+        batches = self.batcher.add_to(buffer, self._request(index), now_s)
+        return self._launch(batches, now_s) + self._arm(buffer)
 
-    def on_event(self, event: _Timer, now_s: float) -> FollowUps:
-        if self._armed[event.buffer] != now_s:
+    def on_event(self, event: _Timer | _Free, now_s: float) -> FollowUps:
+        if isinstance(event, _Free):
+            self.busy[event.buffer] -= 1
+            self._block(event.buffer)
+        elif self._armed[event.buffer] != now_s:
             return []  # stale: the batch it was set for already left by size
-        self._armed[event.buffer] = None
-        self._launch(self.batcher.queues[event.buffer].take_due(now_s), now_s)
-        return self._arm(event.buffer)
+        else:
+            self._armed[event.buffer] = None
+        queue = self.batcher.queues[event.buffer]
+        return self._launch(queue.take_due(now_s), now_s) + self._arm(event.buffer)
+
+    def _block(self, buffer: int) -> None:
+        if self.hold_when_busy:
+            self.batcher.queues[buffer].blocked = self.busy[buffer] >= self.limits[buffer]
 
     def _arm(self, buffer: int) -> FollowUps:
         due_s = self.batcher.queues[buffer].due_s()
@@ -135,22 +174,46 @@ class SizeTimeoutPolicy:
         self._armed[buffer] = due_s
         return [(due_s, _Timer(buffer))]
 
-    def _launch(self, batches: list, now_s: float) -> None:
+    def _launch(self, batches: list, now_s: float) -> FollowUps:
+        follow_ups: FollowUps = []
         for batch in batches:
-            self.launcher.launch(batch.buffer_index, [r.payload for r in batch.requests],
-                                 batch.padded_length, now_s)
+            end_s = self.launcher.launch(batch.buffer_index, [r.payload for r in batch.requests],
+                                         batch.padded_length, now_s)
+            predicted_ms = self.launcher.last_service_ms
+            self.batcher.policy.on_complete(batch, predicted_ms, (end_s - now_s) * 1000.0)
+            if self.hold_when_busy:
+                self.busy[batch.buffer_index] += 1
+                self._block(batch.buffer_index)
+                follow_ups.append((end_s, _Free(batch.buffer_index)))
+        return follow_ups
+
+
+@dataclass(frozen=True)
+class PolicyOptions:
+    """How batches form: the policy's name (None: the plan's) and its inputs."""
+
+    name: str | None = None
+    attrs: RequestAttrs = RequestAttrs()
+    hold_when_busy: bool = False
+    weights: dict[str, float] | None = None
 
 
 def make_policy(plan: Plan, arrivals_s: list[float], lengths: list[int], routes: list[int],
-                launcher: Launcher) -> Policy:
-    """The batch-formation policy the plan names."""
+                launcher: Launcher, service_ms: ServiceTime | None = None,
+                options: PolicyOptions | None = None) -> Policy:
+    """The batch-formation policy the options (or else the plan) name."""
+    options = options or PolicyOptions()
+    name = options.name or plan.policy
     try:
-        kind = PolicyType(plan.policy)
+        kind = PolicyType(name)
     except ValueError:
-        raise ValueError(f"Unknown policy: {plan.policy!r}") from None
+        raise ValueError(f"Unknown policy: {name!r}; known: {[p.value for p in PolicyType]}") \
+            from None
     if kind is PolicyType.TRITON:
         return TritonPolicy(plan, arrivals_s, lengths, launcher)
-    return SizeTimeoutPolicy(plan, arrivals_s, lengths, routes, launcher)
+    batch_policy = make_batch_policy(kind.value, service_ms, options.weights)
+    return BufferedBatching(plan, arrivals_s, lengths, routes, launcher, batch_policy,
+                            options.attrs, options.hold_when_busy)
 
 
 def run_events(policy: Policy, arrivals_s: list[float]) -> None:
@@ -172,11 +235,12 @@ def run_events(policy: Policy, arrivals_s: list[float]) -> None:
 
 def simulate(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms: ServiceTime,
              pricing: Pricing, slo_ms: float, rules: LambdaRules | None = None,
-             arch: str = "x86") -> SimResult:
+             arch: str = "x86", policy: PolicyOptions | None = None) -> SimResult:
     """Replay arrivals (sorted seconds) with token lengths through `plan` on Lambda.
 
     Parameters: service_ms(batch_size, padded_length, memory_mb) gives one invocation's model
-    time; rules holds the platform constants (LambdaRules() when None).
+    time; rules holds the platform constants (LambdaRules() when None); policy picks the batch
+    policy (default: the plan's) with per-request tenants and SLOs.
     Returns: SimResult. Latency = completion - arrival (wait for the batch, wait for an
     instance, cold start if any, model time); billing per invocation rounds
     model time (+ INIT when cold and rules.bill_init) up at the plan's memory.
@@ -187,8 +251,9 @@ def simulate(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms
     routes = np.searchsorted(upper, lens, side="left")  # the LengthRouter's bisect, vectorised
     launcher = Launcher(plan, service_ms, pricing, rules)
     arrivals_list = arrivals.tolist()
-    policy = make_policy(plan, arrivals_list, lens.tolist(), routes.tolist(), launcher)
-    run_events(policy, arrivals_list)
+    events = make_policy(plan, arrivals_list, lens.tolist(), routes.tolist(), launcher,
+                         service_ms, policy)
+    run_events(events, arrivals_list)
     return _result(plan, arrivals, lens, routes, launcher, pricing, slo_ms, arch)
 
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from buffers.batcher import Batch, Request
     from buffers.plan import BufferSpec
 
-Predictor = Callable[[int, int], float]  # (batch_size, padded_length) -> predicted ms
+Predictor = Callable[[int, int, int], float]  # (batch, padded_length, memory_mb) -> predicted ms
 
 
 def token_capped(order: Sequence[int], pending: Sequence[Request], spec: BufferSpec) -> list[int]:

@@ -52,7 +52,8 @@ class DeadlinePolicy(BatchPolicy):
             return timeout
         batch = token_capped(order, pending, spec)
         longest = max(pending[i].length for i in batch)
-        lst = head.deadline_s - self.predict_ms(len(batch), longest) / 1000.0 - self.offset_s
+        predicted_ms = self.predict_ms(len(batch), longest, spec.memory_mb)
+        lst = head.deadline_s - predicted_ms / 1000.0 - self.offset_s
         return min(timeout, lst)
 
     def select(self, pending: Sequence, spec, now_s: float) -> list[int]:
@@ -66,7 +67,7 @@ class DeadlinePolicy(BatchPolicy):
         best = 0
         for size, position in enumerate(allowed, start=1):
             longest = max(longest, pending[position].length)
-            if self.predict_ms(size, longest) <= slack_ms:
+            if self.predict_ms(size, longest, spec.memory_mb) <= slack_ms:
                 best = size
         return allowed[:best] if best else allowed
 

@@ -1,9 +1,11 @@
 """Tenant fairness: the Virtual Token Counter (Sheng et al., "Fairness in Serving Large Language
 Models", OSDI'24), at batch granularity.
 
-Each tenant has a counter of the service it received, charged per request with the tokens it
-cost (its batch's padded length: padding is service the tenant consumed), divided by the
-tenant's weight. A batch is filled by repeatedly taking the oldest request of the backlogged
+Each tenant has a counter of the service it received, charged per request with its own tokens
+(VTC's input-token cost), divided by the tenant's weight. Not the batch's padded length: the
+picks within a batch are made on these same charges, and charging padding afterwards would let
+tenants with short texts drift past the bound. Padding is the system's cost, and MBS's buffers
+keep it small. A batch is filled by repeatedly taking the oldest request of the backlogged
 tenant with the smallest counter. Lift rule (§4, Algorithm 2): a tenant whose queue was empty
 rejoins at the smallest counter among the backlogged tenants, so idling never banks credit.
 The bound this gives: between backlogged tenants, counters differ by at most about two charges.
@@ -41,8 +43,7 @@ class VTCPolicy(BatchPolicy):
         queues: dict[str, list[int]] = defaultdict(list)
         for position, request in enumerate(pending):
             queues[request.tenant].append(position)
-        # Provisional counters for this fill: each pick charges its own length now; the batch's
-        # real charge (its padded length) is applied in on_launch.
+        # Counters as they will be after each pick (on_launch applies the same charges).
         provisional = {t: self.counters[t] for t in queues}
         order: list[int] = []
         while len(order) < min(len(pending), spec.max_batch_size):
@@ -54,6 +55,6 @@ class VTCPolicy(BatchPolicy):
 
     def on_launch(self, batch, now_s: float) -> None:
         for request in batch.requests:
-            self.counters[request.tenant] += batch.padded_length / self.weights.get(
+            self.counters[request.tenant] += request.length / self.weights.get(
                 request.tenant, 1.0)
             self.backlog[request.tenant] -= 1
