@@ -149,8 +149,19 @@ class BufferedBatching:
 
     def on_arrival(self, index: int, now_s: float) -> FollowUps:
         buffer = self.routes[index]
+        if self.hold_when_busy:
+            self.batcher.queues[buffer].add(self._request(index))
+            return self._release(buffer, now_s) + self._arm(buffer)
         batches = self.batcher.add_to(buffer, self._request(index), now_s)
         return self._launch(batches, now_s) + self._arm(buffer)
+
+    def _release(self, buffer: int, now_s: float) -> FollowUps:
+        """Hold mode: one batch at a time, so each launch can block the buffer again."""
+        queue = self.batcher.queues[buffer]
+        follow_ups: FollowUps = []
+        while (batch := queue.take_next(now_s)) is not None:
+            follow_ups += self._launch([batch], now_s)
+        return follow_ups
 
     def on_event(self, event: _Timer | _Free, now_s: float) -> FollowUps:
         if isinstance(event, _Free):
@@ -160,6 +171,8 @@ class BufferedBatching:
             return []  # stale: the batch it was set for already left by size
         else:
             self._armed[event.buffer] = None
+        if self.hold_when_busy:
+            return self._release(event.buffer, now_s) + self._arm(event.buffer)
         queue = self.batcher.queues[event.buffer]
         return self._launch(queue.take_due(now_s), now_s) + self._arm(event.buffer)
 

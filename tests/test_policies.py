@@ -228,3 +228,37 @@ def test_unknown_policy_names_the_known_ones():
     with pytest.raises(ValueError, match="predictor"):
         make_batch_policy("deadline")
     assert isinstance(make_batch_policy("size_timeout"), SizeTimeoutPolicy)
+
+
+def test_vtc_protects_quiet_tenants_from_a_noisy_one_in_simulation():
+    # GIVEN a buffer of 2 instances (100 ms per batch of 4: 80 req/s) offered 120 req/s, of
+    # which the noisy tenant sends 10/12 and two quiet tenants 1/12 each (well under 1/3)
+    import numpy as np
+
+    from optimizer.lambda_rules import LambdaRules
+    from optimizer.pricing import Pricing
+    from optimizer.simulator import PolicyOptions, RequestAttrs, simulate
+
+    plan = plan_from_dict({"version": 1, "max_length": 256, "buffers": [
+        {"min_length": 1, "max_length": 256, "max_batch_size": 4, "timeout_ms": 100,
+         "memory_mb": 512, "max_concurrency": 2}]})
+    n = 1200
+    arrivals = np.sort(np.random.default_rng(0).uniform(0, 10, n))
+    tenants = np.random.default_rng(1).choice(["noisy", "alice", "bob"], n,
+                                              p=[10 / 12, 1 / 12, 1 / 12])
+    p99 = {}
+    for name in ("size_timeout", "vtc"):
+        result = simulate(plan, arrivals, np.full(n, 20), lambda b, n_, m: 100.0, Pricing(),
+                          1000.0, rules=LambdaRules(cold_start_ms=0),
+                          policy=PolicyOptions(name=name, hold_when_busy=True,
+                                               attrs=RequestAttrs(tenants=tenants.tolist())))
+        p99[name] = {t: np.percentile(result.latency_ms[tenants == t], 99)
+                     for t in ("alice", "bob", "noisy")}
+        # hold mode: never more batches running than instances
+        starts, ends = result.batches.start_s, result.batches.end_s
+        assert max(np.sum((starts <= s) & (ends > s)) for s in starts) <= 2
+    # THEN under FCFS everyone queues behind the noisy backlog; under VTC the quiet tenants
+    # wait about one batch, and only the noisy tenant absorbs the overload
+    assert min(p99["size_timeout"]["alice"], p99["size_timeout"]["bob"]) > 2000
+    assert max(p99["vtc"]["alice"], p99["vtc"]["bob"]) < 400
+    assert p99["vtc"]["noisy"] > 2000
