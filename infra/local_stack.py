@@ -142,7 +142,9 @@ class LocalStack:
         for module in (dlq, infer, ingest, results):
             module.logger.setLevel(self.log_level)
         try:
-            get_embedder()  # load the model now, so the first batch does not pay for it
+            # Load the model and run one pass now: torch's first forward pass in a process is
+            # several times slower (lazy initialisation), and the first real batch must not pay.
+            get_embedder().embed(["warm up"])
         except ModelLoadError as exc:
             # Serve anyway: every batch fails and is retried, then dead-lettered as FAILED
             # with this reason, as a Lambda whose model cannot load would behave.

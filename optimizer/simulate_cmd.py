@@ -11,7 +11,7 @@ from buffers.plan import Plan, default_plan_path, load_plan
 from optimizer.lengths import token_lengths
 from optimizer.metrics import BufferMetrics, PlanMetrics
 from optimizer.pricing import load_pricing
-from optimizer.simulator import simulate
+from optimizer.simulator import PolicyOptions, PolicyType, RequestAttrs, simulate
 from optimizer.workloads import build_workload
 
 _COLUMNS = ("buffer", "requests", "invocations", "batch", "padding", "p50 ms", "p95 ms",
@@ -62,12 +62,16 @@ def make_cmd(workload_spec: Any) -> Any:
         from optimizer.latency_model import load_profile
 
         _, model = load_profile(args.profile)
+        # Every request carries the SLO as its deadline (the deadline policy's input).
+        options = PolicyOptions(name=args.policy, attrs=RequestAttrs(
+            slo_ms=[args.slo_ms] * workload.count))
         result = simulate(plan, workload.arrivals_s, token_lengths(workload), model,
-                          load_pricing(args.pricing), args.slo_ms)
+                          load_pricing(args.pricing), args.slo_ms, policy=options)
         if args.json:
             print(json.dumps({"simulated": result.metrics.to_dict()}, indent=2))
         else:
-            print(render(result.metrics, f"simulated: plan {plan.name!r} on {spec.describe()}, "
+            print(render(result.metrics, f"simulated: plan {plan.name!r}, policy "
+                                         f"{args.policy or plan.policy} on {spec.describe()}, "
                                          f"SLO {args.slo_ms:g} ms"))
         return 0
 
@@ -86,6 +90,8 @@ def register(sub: Any, add_workload_flags: Any, workload_spec: Any) -> None:
     parser.add_argument("--profile", metavar="FILE",
                         help="latency profile JSON (default: the shipped CPU profile)")
     parser.add_argument("--pricing", metavar="FILE", help="pricing overrides JSON")
+    parser.add_argument("--policy", choices=[p.value for p in PolicyType],
+                        help="batching policy (default: the plan's)")
     parser.add_argument("--json", action="store_true", help='print {"simulated": metrics}')
     add_workload_flags(parser, duration=None)
     parser.set_defaults(func=make_cmd(workload_spec))
