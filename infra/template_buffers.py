@@ -17,11 +17,14 @@ from buffers.plan import (
     DispatchMode,
 )
 from infra.template_common import (
+    DELETE_WITH_STACK,
+    DLQ_FUNCTION_TIMEOUT_S,
     INFER_HANDLER,
     MAX_VISIBILITY_TIMEOUT_S,
     RenderError,
     RenderOptions,
     alarm_actions,
+    allow,
     checkov_skips,
     getatt,
     ref,
@@ -60,12 +63,13 @@ def esm_settings(spec: BufferSpec) -> EsmSettings:
     The fallback rounds the millisecond timeout up to whole seconds (the window's unit), so it
     keeps the plan's batch sizes but not its sub-second latency.
     """
-    window_s = min(MAX_WINDOW_S, math.ceil(spec.timeout_ms / 1000))
     batch = min(spec.max_batch_size, MAX_MANAGED_BATCH)
     if spec.dispatch_mode is DispatchMode.MANAGED:
-        window_s = spec.timeout_ms // 1000  # the plan validator made it whole seconds
-    elif batch > MAX_BATCH_WITHOUT_WINDOW:
-        window_s = max(window_s, 1)  # BatchSize > 10 needs a window >= 1 s
+        window_s = spec.timeout_ms // 1000  # whole seconds: the plan validator checked
+    else:
+        window_s = min(MAX_WINDOW_S, math.ceil(spec.timeout_ms / 1000))
+        if batch > MAX_BATCH_WITHOUT_WINDOW:
+            window_s = max(window_s, 1)  # BatchSize > 10 needs a window >= 1 s
     concurrency = min(max(spec.max_concurrency, MIN_CONCURRENCY), MAX_CONCURRENCY)
     return EsmSettings(batch_size=batch, window_s=window_s, max_concurrency=concurrency)
 
@@ -89,6 +93,7 @@ class BufferIds:
     function: str
     log_group: str
     mapping: str
+    dlq_mapping: str
     dlq_alarm: str
     slo_alarm: str
 
@@ -96,21 +101,30 @@ class BufferIds:
     def of(cls, suffix: str) -> BufferIds:
         return cls(queue=f"Queue{suffix}", dlq=f"Dlq{suffix}", function=f"Infer{suffix}Function",
                    log_group=f"Infer{suffix}LogGroup", mapping=f"Mapping{suffix}",
+                   dlq_mapping=f"DlqMapping{suffix}",
                    dlq_alarm=f"Dlq{suffix}Alarm", slo_alarm=f"Slo{suffix}Alarm")
 
 
+_QUEUE_SKIPS = checkov_skips(
+    ("CKV_AWS_27", "Encrypted at rest with SQS managed keys (SqsManagedSseEnabled: SSE-SQS); "
+                   "the check looks only for a KMS key, which would add KMS request costs per "
+                   "message and kms: permissions for every producer and consumer."))
+
+
 def _queues(spec: BufferSpec, ids: BufferIds, visibility_s: int) -> dict[str, Any]:
-    return {
-        ids.dlq: {"Type": "AWS::SQS::Queue", "Properties": {
-            "MessageRetentionPeriod": DLQ_RETENTION_S, "SqsManagedSseEnabled": True}},
-        ids.queue: {"Type": "AWS::SQS::Queue", "Properties": {
-            "VisibilityTimeout": visibility_s,
-            "MessageRetentionPeriod": QUEUE_RETENTION_S,
-            "SqsManagedSseEnabled": True,
-            "RedrivePolicy": {"deadLetterTargetArn": getatt(ids.dlq, "Arn"),
-                              "maxReceiveCount": MAX_RECEIVE_COUNT},
-            "Tags": [{"Key": "mbs:buffer", "Value": spec.name}]}},
+    dlq = {"MessageRetentionPeriod": DLQ_RETENTION_S, "SqsManagedSseEnabled": True,
+           "VisibilityTimeout": visibility_timeout_s(DLQ_FUNCTION_TIMEOUT_S, 0)}
+    queue = {
+        "VisibilityTimeout": visibility_s,
+        "MessageRetentionPeriod": QUEUE_RETENTION_S,
+        "SqsManagedSseEnabled": True,
+        "RedrivePolicy": {"deadLetterTargetArn": getatt(ids.dlq, "Arn"),
+                          "maxReceiveCount": MAX_RECEIVE_COUNT},
+        "Tags": [{"Key": "mbs:buffer", "Value": spec.name}],
     }
+    return {logical: {"Type": "AWS::SQS::Queue", **DELETE_WITH_STACK, "Metadata": _QUEUE_SKIPS,
+                      "Properties": props}
+            for logical, props in ((ids.dlq, dlq), (ids.queue, queue))}
 
 
 def _function(spec: BufferSpec, ids: BufferIds, opts: RenderOptions) -> dict[str, Any]:
@@ -137,9 +151,8 @@ def _function(spec: BufferSpec, ids: BufferIds, opts: RenderOptions) -> dict[str
         "Environment": {"Variables": {"POWERTOOLS_SERVICE_NAME": "infer"}},
         "Policies": [
             {"SQSPollerPolicy": {"QueueName": getatt(ids.queue, "QueueName")}},
-            {"Statement": [{"Effect": "Allow",
-                            "Action": ["dynamodb:UpdateItem", "dynamodb:GetItem"],
-                            "Resource": getatt("ResultsTable", "Arn")}]},
+            # The conditional result write and its duplicate check (functions/shared/store.py).
+            allow(["dynamodb:UpdateItem", "dynamodb:GetItem"], getatt("ResultsTable", "Arn")),
         ],
     }}
 
@@ -159,10 +172,19 @@ def _mapping(spec: BufferSpec, ids: BufferIds) -> dict[str, Any]:
     return resource
 
 
+def _dlq_mapping(ids: BufferIds) -> dict[str, Any]:
+    """Dead letters go to functions/dlq.py, which marks their requests FAILED."""
+    return {"Type": "AWS::Lambda::EventSourceMapping", "Properties": {
+        "EventSourceArn": getatt(ids.dlq, "Arn"), "FunctionName": ref("DlqFunction"),
+        "BatchSize": 10, "MaximumBatchingWindowInSeconds": 0,
+        "ScalingConfig": {"MaximumConcurrency": MIN_CONCURRENCY},
+        "FunctionResponseTypes": ["ReportBatchItemFailures"], "Enabled": True}}
+
+
 def _alarms(spec: BufferSpec, ids: BufferIds) -> dict[str, Any]:
     dlq_alarm = {"Type": "AWS::CloudWatch::Alarm", "Properties": {
-        "AlarmDescription": f"MBS buffer {spec.name}: messages in the dead-letter queue "
-                            f"(requests that failed {MAX_RECEIVE_COUNT} times)",
+        "AlarmDescription": f"MBS buffer {spec.name}: dead letters waiting (requests that "
+                            f"failed {MAX_RECEIVE_COUNT} times, not yet marked FAILED)",
         "Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
         "Dimensions": [{"Name": "QueueName", "Value": getatt(ids.dlq, "QueueName")}],
         "Statistic": "Maximum", "Period": 60, "EvaluationPeriods": 1, "Threshold": 0,
@@ -192,13 +214,14 @@ def buffer_resources(spec: BufferSpec, suffix: str, opts: RenderOptions) -> dict
     """Every resource of one buffer, keyed by logical id."""
     ids = BufferIds.of(suffix)
     visibility_s = visibility_timeout_s(opts.infer_timeout_s, esm_settings(spec).window_s)
-    log_group = {"Type": "AWS::Logs::LogGroup",
+    log_group = {"Type": "AWS::Logs::LogGroup", **DELETE_WITH_STACK,
                  "Metadata": checkov_skips(("CKV_AWS_158", "Function logs hold no request text; "
                                             "CloudWatch Logs encrypts them at rest by default.")),
                  "Properties": {"LogGroupName": sub(f"/aws/lambda/${{{ids.function}}}"),
                                 "RetentionInDays": ref("LogRetentionDays")}}
     return {**_queues(spec, ids, visibility_s), ids.function: _function(spec, ids, opts),
-            ids.log_group: log_group, ids.mapping: _mapping(spec, ids), **_alarms(spec, ids)}
+            ids.log_group: log_group, ids.mapping: _mapping(spec, ids),
+            ids.dlq_mapping: _dlq_mapping(ids), **_alarms(spec, ids)}
 
 
 def buffer_outputs(spec: BufferSpec, suffix: str) -> dict[str, Any]:
@@ -218,6 +241,8 @@ def buffer_outputs(spec: BufferSpec, suffix: str) -> dict[str, Any]:
                                "Value": getatt(ids.function, "Arn")},
         f"{ids.mapping}Id": {"Description": f"event source mapping UUID of buffer {name}",
                              "Value": ref(ids.mapping)},
+        f"{ids.dlq_mapping}Id": {"Description": f"DLQ consumer mapping UUID of buffer {name}",
+                                 "Value": ref(ids.dlq_mapping)},
     }
     if spec.dispatch_mode is DispatchMode.DISPATCHER:
         outputs[f"{ids.mapping}Id"]["Condition"] = FALLBACK_CONDITION

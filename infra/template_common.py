@@ -29,6 +29,8 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 INGEST_HANDLER = "functions.ingest.handler"
 RESULTS_HANDLER = "functions.results.handler"
 INFER_HANDLER = "functions.infer.handler"
+DLQ_HANDLER = "functions.dlq.handler"
+DLQ_FUNCTION_TIMEOUT_S = 30
 PYTHON_RUNTIME = "python3.12"
 # Paths inside the rendered output directory (relative to template.yaml): the staged function
 # code (functions/, buffers/, the tokenizer, requirements and the infer Dockerfile).
@@ -73,6 +75,15 @@ def if_(condition: str, then: Any, otherwise: Any) -> dict[str, Any]:
 
 
 NO_VALUE = {"Ref": "AWS::NoValue"}
+# Stateful resources say explicitly what a stack delete does (cfn-lint I3011): everything MBS
+# keeps is transient (queued requests, results with a TTL, logs with a retention), so it goes.
+DELETE_WITH_STACK = {"DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete"}
+
+
+def allow(actions: list[str], resource: Any) -> dict[str, Any]:
+    """An inline IAM policy granting exactly `actions` on `resource` (no wildcards)."""
+    return {"Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}]}
 
 
 def alarm_actions() -> dict[str, Any]:

@@ -1,11 +1,14 @@
 """Plan-independent parts of the SAM template: parameters, the HTTP API with its authorizer,
-the ingest and results functions (Python zip packages), the results table, shared alarms."""
+the ingest, results and dead-letter functions (Python zip packages), the table, shared alarms."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from infra.template_common import (
+    DELETE_WITH_STACK,
+    DLQ_FUNCTION_TIMEOUT_S,
+    DLQ_HANDLER,
     INGEST_HANDLER,
     LAMBDA_TASK_ROOT,
     LOG_RETENTION_DAYS,
@@ -15,6 +18,7 @@ from infra.template_common import (
     TOKENIZER_DIR,
     RenderOptions,
     alarm_actions,
+    allow,
     checkov_skips,
     getatt,
     if_,
@@ -99,45 +103,65 @@ _HTTP_FUNCTION_SKIPS = checkov_skips(
 )
 
 
-def _http_function(prefix: str, handler: str, memory_mb: int, policies: list[Any],
-                   opts: RenderOptions, extra_env: dict[str, str]) -> dict[str, Any]:
-    return {"Type": "AWS::Serverless::Function", "Metadata": _HTTP_FUNCTION_SKIPS,
+_DLQ_FUNCTION_SKIPS = checkov_skips(
+    ("CKV_AWS_116", "This function consumes the dead-letter queues; a record it fails on stays "
+                    "in its DLQ (14 days) and raises the DLQ depth alarm."),
+    ("CKV_AWS_117", "The function calls only SQS, DynamoDB and CloudWatch Logs public "
+                    "endpoints; a VPC would add NAT cost and ENI set-up for nothing."),
+    ("CKV_AWS_115", "Concurrency is capped by each DLQ mapping's MaximumConcurrency (2)."),
+    ("CKV_AWS_173", "The variables hold no secrets (table name, queue URLs, the plan); Lambda "
+                    "encrypts them at rest with an AWS managed key."),
+)
+
+
+def _zip_function(prefix: str, handler: str, memory_mb: int, timeout_s: int,
+                  policies: list[Any], opts: RenderOptions, extra_env: dict[str, str],
+                  skips: dict[str, Any]) -> dict[str, Any]:
+    return {"Type": "AWS::Serverless::Function", "Metadata": skips,
             "Properties": {
                 "Description": f"MBS {prefix.lower()}: {handler}",
                 "CodeUri": opts.code_dir, "Handler": handler, "Runtime": PYTHON_RUNTIME,
-                "MemorySize": memory_mb, "Timeout": HTTP_FUNCTION_TIMEOUT_S,
+                "MemorySize": memory_mb, "Timeout": timeout_s,
                 "Environment": {"Variables": {"POWERTOOLS_SERVICE_NAME": prefix.lower(),
                                               **extra_env}},
                 "Policies": policies}}
 
 
-def functions(queue_ids: list[str], opts: RenderOptions) -> dict[str, Any]:
-    """The ingest and results functions (zip packages built by `sam build`)."""
+def functions(queue_ids: list[str], dlq_ids: list[str], opts: RenderOptions) -> dict[str, Any]:
+    """The ingest, results and dead-letter functions (zip packages built by `sam build`)."""
     table = getatt("ResultsTable", "Arn")
     ingest_policies = [
         # PENDING write, FAILED on enqueue error (a conditional update, then a consistent read).
-        {"Statement": [{"Effect": "Allow", "Resource": table, "Action": [
-            "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"]}]},
-        # Exactly SendMessage: SAM's SQSSendMessagePolicy grants the wildcard sqs:SendMessage*.
-        {"Statement": [{"Effect": "Allow", "Action": ["sqs:SendMessage"],
-                        "Resource": [getatt(q, "Arn") for q in queue_ids]}]},
+        allow(["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"], table),
+        # Enqueue, and read the depth for backpressure (functions/ingest.py). Listed exactly:
+        # SAM's SQSSendMessagePolicy grants the wildcard sqs:SendMessage*.
+        allow(["sqs:SendMessage", "sqs:GetQueueAttributes"], [getatt(q, "Arn") for q in queue_ids]),
     ]
-    results_policies = [{"Statement": [{"Effect": "Allow", "Action": ["dynamodb:GetItem"],
-                                        "Resource": table}]}]
+    results_policies = [allow(["dynamodb:GetItem"], table)]
+    # functions/dlq.py reads the request, then marks it FAILED (a conditional update).
+    dlq_policies = [
+        allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], table),
+        *({"SQSPollerPolicy": {"QueueName": getatt(q, "QueueName")}} for q in dlq_ids),
+    ]
     tokenizer = {"MBS_MODEL_DIR": f"{LAMBDA_TASK_ROOT}/{TOKENIZER_DIR}"}
     out = {
-        "IngestFunction": _http_function("Ingest", INGEST_HANDLER, opts.ingest_memory_mb,
-                                         ingest_policies, opts, tokenizer),
-        "ResultsFunction": _http_function("Results", RESULTS_HANDLER, opts.results_memory_mb,
-                                          results_policies, opts, {}),
+        "IngestFunction": _zip_function("Ingest", INGEST_HANDLER, opts.ingest_memory_mb,
+                                        HTTP_FUNCTION_TIMEOUT_S, ingest_policies, opts,
+                                        tokenizer, _HTTP_FUNCTION_SKIPS),
+        "ResultsFunction": _zip_function("Results", RESULTS_HANDLER, opts.results_memory_mb,
+                                         HTTP_FUNCTION_TIMEOUT_S, results_policies, opts, {},
+                                         _HTTP_FUNCTION_SKIPS),
+        "DlqFunction": _zip_function("Dlq", DLQ_HANDLER, opts.results_memory_mb,
+                                     DLQ_FUNCTION_TIMEOUT_S, dlq_policies, opts, {},
+                                     _DLQ_FUNCTION_SKIPS),
     }
-    for prefix in ("Ingest", "Results"):
+    for prefix in ("Ingest", "Results", "Dlq"):
         out[f"{prefix}LogGroup"] = _log_group(sub(f"/aws/lambda/${{{prefix}Function}}"))
     return out
 
 
 def _log_group(name: Any) -> dict[str, Any]:
-    return {"Type": "AWS::Logs::LogGroup",
+    return {"Type": "AWS::Logs::LogGroup", **DELETE_WITH_STACK,
             "Metadata": checkov_skips(("CKV_AWS_158", "The logs hold no request text; "
                                        "CloudWatch Logs encrypts them at rest by default.")),
             "Properties": {"LogGroupName": name, "RetentionInDays": ref("LogRetentionDays")}}
@@ -193,10 +217,10 @@ def table() -> dict[str, Any]:
     """Results: one item per request, key id (S), TTL on expires_at_s, encrypted, on demand."""
     return {"ResultsTable": {
         "Type": "AWS::DynamoDB::Table",
-        "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete",  # results expire anyway
-        "Metadata": checkov_skips(("CKV_AWS_119", "Encrypted at rest with the AWS owned key "
-                                   "(SSEEnabled); a customer managed key adds cost and holds "
-                                   "no extra value for embeddings that expire in days.")),
+        **DELETE_WITH_STACK,  # results expire within days anyway
+        "Metadata": checkov_skips(("CKV_AWS_119", "Encrypted at rest with the AWS managed KMS "
+                                   "key aws/dynamodb (SSEEnabled); a customer managed key adds "
+                                   "cost and no value for embeddings that expire in days.")),
         "Properties": {
             "BillingMode": "PAY_PER_REQUEST",
             "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
@@ -206,14 +230,26 @@ def table() -> dict[str, Any]:
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}}}}
 
 
-def shared_alarms() -> dict[str, Any]:
-    return {"Api5xxAlarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
-        "AlarmDescription": "MBS API: 5xx responses (ingest or results failing)",
-        "Namespace": "AWS/ApiGateway", "MetricName": "5xx",
-        "Dimensions": [{"Name": "ApiId", "Value": ref("HttpApi")}],
+def _count_alarm(description: str, namespace: str, metric: str,
+                 dimension: tuple[str, Any]) -> dict[str, Any]:
+    """Any occurrence in a minute alarms (Sum > 0)."""
+    return {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "AlarmDescription": description, "Namespace": namespace, "MetricName": metric,
+        "Dimensions": [{"Name": dimension[0], "Value": dimension[1]}],
         "Statistic": "Sum", "Period": 60, "EvaluationPeriods": 1, "Threshold": 0,
         "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching",
-        "AlarmActions": alarm_actions()}}}
+        "AlarmActions": alarm_actions()}}
+
+
+def shared_alarms() -> dict[str, Any]:
+    """API 5xx, and dead letters: each DLQ consumer invocation handles requests that FAILED."""
+    return {
+        "Api5xxAlarm": _count_alarm("MBS API: 5xx responses (ingest or results failing)",
+                                    "AWS/ApiGateway", "5xx", ("ApiId", ref("HttpApi"))),
+        "DeadLettersAlarm": _count_alarm(
+            "MBS: requests dead-lettered after their retries (marked FAILED)", "AWS/Lambda",
+            "Invocations", ("FunctionName", ref("DlqFunction"))),
+    }
 
 
 def shared_outputs() -> dict[str, Any]:
@@ -232,6 +268,7 @@ def shared_outputs() -> dict[str, Any]:
         "IngestFunctionArn": out("ingest function ARN", getatt("IngestFunction", "Arn")),
         "ResultsFunctionName": out("results function", ref("ResultsFunction")),
         "ResultsFunctionArn": out("results function ARN", getatt("ResultsFunction", "Arn")),
+        "DlqFunctionName": out("dead-letter consumer function", ref("DlqFunction")),
         "DashboardName": out("CloudWatch dashboard", ref("Dashboard")),
         "ApiAccessLogGroupName": out("API access logs", ref("ApiAccessLogGroup")),
     }

