@@ -9,20 +9,16 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from functions.shared import deps
-from functions.shared.http import (
-    error_response,
-    json_response,
-    not_found_response,
-    overloaded_response,
-)
+from functions.shared.http import install_error_handlers, json_response, overloaded_response
 from functions.shared.identity import authenticated_tenant, submitting_tenant
 from functions.shared.settings import get_settings
 from functions.shared.store import PendingRecord
-from functions.shared.submission import InputError, body_bytes, parse_submission
+from functions.shared.submission import body_bytes, parse_submission
 from functions.shared.tokenizer import count_tokens
 
 logger = Logger(service="ingest")
 app = APIGatewayHttpResolver()
+install_error_handlers(app)
 
 
 @app.post("/v1/requests")
@@ -69,16 +65,6 @@ def _saturated(buffer_name: str, limit: int) -> bool:
         # Fail open: if the depth cannot be read, the send below succeeds or answers 503.
         logger.warning("queue depth unavailable", extra={"buffer": buffer_name})
         return False
-
-
-@app.exception_handler(InputError)
-def on_input_error(error: InputError) -> Response:
-    return error_response(error)
-
-
-@app.not_found
-def on_not_found(_: Exception) -> Response:
-    return not_found_response(app.current_event.path)
 
 
 @logger.inject_lambda_context

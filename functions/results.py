@@ -6,13 +6,14 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from functions.shared import deps
-from functions.shared.http import error_response, json_response, not_found_response
+from functions.shared.http import install_error_handlers, json_response
 from functions.shared.identity import authenticated_tenant
 from functions.shared.settings import get_settings
-from functions.shared.submission import DEFAULT_TENANT, InputError, check_request_id
+from functions.shared.submission import DEFAULT_TENANT, check_request_id
 
 logger = Logger(service="results")
 app = APIGatewayHttpResolver()
+install_error_handlers(app)
 
 
 @app.get("/v1/requests/<request_id>")
@@ -26,16 +27,6 @@ def get_request(request_id: str) -> Response:
         return json_response(404, {"error": {"code": "unknown_id",
                                               "message": f"no request with id {request_id!r}"}})
     return json_response(200, item)
-
-
-@app.exception_handler(InputError)
-def on_input_error(error: InputError) -> Response:
-    return error_response(error)
-
-
-@app.not_found
-def on_not_found(_: Exception) -> Response:
-    return not_found_response(app.current_event.path)
 
 
 @logger.inject_lambda_context

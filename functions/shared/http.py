@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 
 from functions.shared.submission import InputError
 
@@ -32,3 +32,15 @@ def overloaded_response(buffer_name: str) -> Response:
         body={"error": {"code": "overloaded",
                         "message": f"buffer {buffer_name!r} is saturated; retry after "
                                    f"{RETRY_AFTER_S} s"}})
+
+
+def install_error_handlers(app: APIGatewayHttpResolver) -> None:
+    """Every route's InputError becomes its 4xx JSON; an unknown route a JSON 404."""
+
+    @app.exception_handler(InputError)
+    def on_input_error(error: InputError) -> Response:
+        return error_response(error)
+
+    @app.not_found
+    def on_not_found(_: Exception) -> Response:
+        return not_found_response(app.current_event.path)
