@@ -19,6 +19,7 @@ from optimizer.estimator_batching import Pairs, pair_offsets
 from optimizer.estimator_latency import ServiceTable, ServiceTime
 from optimizer.lambda_rules import LambdaRules
 from optimizer.pricing import Pricing
+from optimizer.trace_checks import check_arrivals_and_lengths
 
 PALM_SAMPLE = 4096  # arrivals whose forward windows shape the member-wait distributions
 PAIR_BUDGET = 150_000  # (opener, later arrival) pairs kept per timeout; long windows thin it
@@ -119,17 +120,6 @@ class EstimatorContext:
 
 
 def _check_workload(arrivals: np.ndarray, lens: np.ndarray, slo_ms: float) -> None:
-    if arrivals.ndim != 1 or arrivals.shape != lens.shape:
-        raise ValueError(f"arrivals_s and lengths must be 1-D of one size, got "
-                         f"{arrivals.shape} and {lens.shape}")
-    if arrivals.size and not np.all(np.isfinite(arrivals)):
-        raise ValueError("arrivals_s must be finite")
-    if np.any(np.diff(arrivals) < 0):
-        bad = int(np.argmax(np.diff(arrivals) < 0)) + 1
-        raise ValueError(f"arrivals_s must be sorted, got {arrivals[bad]} after "
-                         f"{arrivals[bad - 1]}")
-    outside = (lens < 1) | (lens > MODEL_MAX_LENGTH)
-    if np.any(outside):
-        raise ValueError(f"lengths must be in 1..{MODEL_MAX_LENGTH}, got {lens[outside][0]}")
+    check_arrivals_and_lengths(arrivals, lens, MODEL_MAX_LENGTH)
     if not slo_ms > 0:
         raise ValueError(f"slo_ms must be > 0, got {slo_ms}")
