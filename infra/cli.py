@@ -14,7 +14,7 @@ from buffers.plan import PlanError, default_plan_path, load_plan
 from optimizer.traces import DEFAULT_PRESET, TRACE_PRESETS
 from optimizer.workloads import WorkloadSpec, build_workload
 
-DEMO_START_S, DEMO_DURATION_S, DEMO_SPEEDUP = 600.0, 120.0, 1.0
+DEMO_START_S, DEMO_DURATION_S, DEMO_SPEEDUP, DEMO_EVALS = 600.0, 90.0, 1.0, 40
 
 
 def _plan_arg(value: str | None) -> Any:
@@ -110,22 +110,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from infra.local_stack import LocalStack
-    from infra.replay import replay
-    from infra.replay_report import render
+    from infra.demo import run_demo
 
-    plan = _plan_arg(args.plan)
-    spec = _workload_spec(args)
-    workload = build_workload(spec)
-    print(f"MBS demo: plan {plan.name!r} ({len(plan.buffers)} buffers) on the embedded local "
-          f"stack; replaying {workload.count} requests of {spec.describe()} at "
-          f"{args.speedup:g}x speed", file=sys.stderr, flush=True)
-    with LocalStack(plan) as stack:
-        report = replay(stack.url, workload, speedup=args.speedup,
-                        collect_timeout_s=args.collect_timeout, progress=not args.json)
-    report["plan"] = plan.name
-    _emit(report, args.json, args.out, render)
-    return 0 if report["requests"]["lost"] == 0 else 1
+    return run_demo(args)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -193,17 +180,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_workload_flags(rep, duration=60.0)
     rep.set_defaults(func=cmd_replay)
 
-    demo = sub.add_parser("demo", help="the main job: start the local stack and replay a slice",
-                          description="Start the embedded local stack with a plan, replay a "
-                          "bursty slice of the Azure code trace with real texts through it, and "
-                          "print the measured report.")
-    demo.add_argument("--plan", help="plan file or shipped plan name (default: default)")
+    demo = sub.add_parser("demo", help="the main job: optimize, compare, serve and measure",
+                          description="Plan MBS and every baseline for the bursty Azure code "
+                          "trace (Bayesian search, simulated), then serve a slice of the same "
+                          "trace with real texts through the local stack with MBS's plan and "
+                          "with BATCH's, and print modelled and measured figures side by side.")
+    demo.add_argument("--workload", choices=sorted(TRACE_PRESETS), default=DEFAULT_PRESET,
+                      help=f"trace to plan for and replay (default {DEFAULT_PRESET})")
+    demo.add_argument("--slo-ms", type=float, default=1000.0, metavar="MS",
+                      help="p99 latency SLO (default 1000)")
+    demo.add_argument("--evals", type=int, default=DEMO_EVALS,
+                      help=f"search evaluations per plan (default {DEMO_EVALS})")
+    demo.add_argument("--start", type=float, default=DEMO_START_S, metavar="S",
+                      help=f"start of the served slice (default {DEMO_START_S:g})")
+    demo.add_argument("--duration", type=float, default=DEMO_DURATION_S, metavar="S",
+                      help=f"length of the served slice (default {DEMO_DURATION_S:g})")
     demo.add_argument("--speedup", type=float, default=DEMO_SPEEDUP, help="replay X times faster")
-    demo.add_argument("--collect-timeout", type=float, default=120.0, metavar="S")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out-dir", default="out/demo", metavar="DIR",
+                      help="plans, plots and demo.json go here (default out/demo)")
     demo.add_argument("--json", action="store_true", help="print the report as JSON")
-    demo.add_argument("--out", metavar="FILE", help="also write the JSON report here")
-    _add_workload_flags(demo, duration=DEMO_DURATION_S)
-    demo.set_defaults(func=cmd_demo, start=DEMO_START_S)
+    demo.set_defaults(func=cmd_demo)
 
     audit = sub.add_parser("audit", help="reconcile accepted requests against their outcomes",
                            description="Count accepted, done, failed and in-flight requests and "

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 
+from buffers.gears import gears_from_plan
 from buffers.plan import Plan
 from buffers.policies import Predictor, make_batch_policy
 from infra.dispatcher import QueueDispatcher
@@ -182,10 +183,13 @@ class LocalStack:
         if self.resources is None:
             raise RuntimeError("the local stack is not started")
         predictor = self._predictor()
+        # A plan made by `mbs optimize --gears` carries its gears in meta["gears"]: the
+        # dispatcher then switches between them on the measured arrival rate.
         return QueueDispatcher(self.plan, boto3.client("sqs"), self.resources.queue_urls,
                                self.resources.queue_arns, self._invoke_infer,
                                policy=make_batch_policy(self.policy_name, predictor),
-                               predict_ms=predictor, default_slo_ms=self.default_slo_ms)
+                               predict_ms=predictor, default_slo_ms=self.default_slo_ms,
+                               gears=gears_from_plan(self.plan))
 
     def restart_dispatcher(self) -> None:
         """Kill the dispatcher without draining (its buffered messages stay in flight in SQS)

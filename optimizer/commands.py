@@ -9,7 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from infra.deploy_cmd import register as register_deploy
+from optimizer.compare_cmd import register as register_compare
+from optimizer.optimize_cmd import register as register_optimize
 from optimizer.profile_cmd import register as register_profile
 from optimizer.simulate_cmd import register as register_simulate
 
-REGISTRARS: list[Any] = [register_profile, register_simulate, register_deploy]
+REGISTRARS: list[Any] = [register_profile, register_simulate, register_deploy,
+                         register_compare, register_optimize]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -24,6 +24,10 @@ from optimizer.baselines import TritonPolicy
 from optimizer.lambda_rules import InstancePool, LambdaRules
 from optimizer.metrics import BatchLog, PlanMetrics, plan_metrics
 from optimizer.pricing import Pricing
+from optimizer.trace_checks import check_arrivals_and_lengths
+
+if TYPE_CHECKING:
+    from buffers.gears import GearSet
 
 ServiceTime = Callable[[int, int, int], float]  # (batch_size, padded_length, memory_mb) -> ms
 FollowUps = list[tuple[float, Any]]  # (time_s, event) pairs a handler schedules
@@ -53,6 +57,7 @@ class SimResult:
     batch_of_request: np.ndarray  # row of `batches` that served each request
     batches: BatchLog
     buffer_names: tuple[str, ...]
+    gear_of_request: np.ndarray | None = None  # with gears: the gear each request went to
 
 
 class Launcher:
@@ -248,12 +253,14 @@ def run_events(policy: Policy, arrivals_s: list[float]) -> None:
 
 def simulate(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms: ServiceTime,
              pricing: Pricing, slo_ms: float, rules: LambdaRules | None = None,
-             arch: str = "x86", policy: PolicyOptions | None = None) -> SimResult:
+             arch: str = "x86", policy: PolicyOptions | None = None,
+             gears: GearSet | None = None) -> SimResult:
     """Replay arrivals (sorted seconds) with token lengths through `plan` on Lambda.
 
     Parameters: service_ms(batch_size, padded_length, memory_mb) gives one invocation's model
     time; rules holds the platform constants (LambdaRules() when None); policy picks the batch
-    policy (default: the plan's) with per-request tenants and SLOs.
+    policy (default: the plan's) with per-request tenants and SLOs; gears (optional, over the
+    plan's layout) switch batching with the measured arrival rate (optimizer/gears.py).
     Returns: SimResult. Latency = completion - arrival (wait for the batch, wait for an
     instance, cold start if any, model time); billing per invocation rounds
     model time (+ INIT when cold and rules.bill_init) up at the plan's memory.
@@ -264,28 +271,24 @@ def simulate(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms
     routes = np.searchsorted(upper, lens, side="left")  # the LengthRouter's bisect, vectorised
     launcher = Launcher(plan, service_ms, pricing, rules)
     arrivals_list = arrivals.tolist()
-    events = make_policy(plan, arrivals_list, lens.tolist(), routes.tolist(), launcher,
-                         service_ms, policy)
+    if gears is None:
+        events = make_policy(plan, arrivals_list, lens.tolist(), routes.tolist(), launcher,
+                             service_ms, policy)
+    else:
+        from optimizer.gears import GearedBatching  # it builds on this module
+
+        events = GearedBatching(gears, plan, arrivals_list, lens.tolist(), routes.tolist(),
+                                launcher, service_ms, policy)
     run_events(events, arrivals_list)
-    return _result(plan, arrivals, lens, routes, launcher, pricing, slo_ms, arch)
+    result = _result(plan, arrivals, lens, routes, launcher, pricing, slo_ms, arch)
+    return result if gears is None else replace(result, gear_of_request=events.gear_of)
 
 
 def _validated(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray,
                rules: LambdaRules) -> tuple[np.ndarray, np.ndarray]:
     arrivals = np.asarray(arrivals_s, dtype=np.float64)
     lens = np.asarray(lengths, dtype=np.int64)
-    if arrivals.ndim != 1 or arrivals.shape != lens.shape:
-        raise ValueError(f"arrivals_s and lengths must be 1-D of one size, got "
-                         f"{arrivals.shape} and {lens.shape}")
-    if arrivals.size and not np.all(np.isfinite(arrivals)):
-        raise ValueError("arrivals_s must be finite")
-    if np.any(np.diff(arrivals) < 0):
-        bad = int(np.argmax(np.diff(arrivals) < 0)) + 1
-        raise ValueError(f"arrivals_s must be sorted, got {arrivals[bad]} after "
-                         f"{arrivals[bad - 1]}")
-    outside = (lens < 1) | (lens > plan.max_length)
-    if np.any(outside):
-        raise ValueError(f"lengths must be in 1..{plan.max_length}, got {lens[outside][0]}")
+    check_arrivals_and_lengths(arrivals, lens, plan.max_length)
     total = sum(spec.max_concurrency for spec in plan.buffers)
     if total > rules.account_concurrency:
         raise ValueError(f"the buffers' max_concurrency sum to {total}, over the account's "
