@@ -121,10 +121,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     import boto3
 
     from infra.audit import queue_depth, reconcile, render, scan_items
+    from infra.events import REGION
 
     state = json.loads(Path(args.state_file).read_text(encoding="utf-8"))
-    clients = {"endpoint_url": state.get("aws_endpoint_url")} if state.get(
-        "aws_endpoint_url") else {}
+    endpoint = state.get("aws_endpoint_url")
+    # A local stack's state file names its moto endpoint: use the stack's region and moto's
+    # placeholder credentials; without one, boto3's usual configuration (a real account).
+    clients = {"endpoint_url": endpoint, "region_name": REGION,
+               "aws_access_key_id": "testing",
+               "aws_secret_access_key": "testing"} if endpoint else {}  # nosec B105
     ddb, sqs = boto3.client("dynamodb", **clients), boto3.client("sqs", **clients)
     now_ms = int(time.time() * 1000)
     report = reconcile(scan_items(ddb, state["table_name"]),

@@ -64,7 +64,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
             pytest.fail(f"mbs serve did not start: {proc.stdout.read()}")
         time.sleep(0.2)
     state = json.loads(state_file.read_text())
-    yield state
+    yield {**state, "state_file": str(state_file)}
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out  # Ctrl-C shuts down cleanly
@@ -148,3 +148,13 @@ def test_serve_without_arguments_uses_the_shipped_plan(served):
     assert served["plan"] == load_plan(default_plan_path()).to_dict()
     assert served["url"].startswith("http://127.0.0.1:")
     assert served["aws_endpoint_url"].startswith("http://127.0.0.1:")
+
+
+def test_audit_reconciles_the_running_stack(served, capsys):
+    from infra.cli import main
+
+    # every request these tests sent has finished, so nothing may be unaccounted for
+    assert main(["audit", "--state-file", served["state_file"], "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["unaccounted"] == 0
+    assert report["accepted"] == report["done"] + report["failed"] + report["pending"] >= 5
