@@ -52,6 +52,29 @@ def render(metrics: PlanMetrics, title: str) -> str:
     return "\n".join(lines)
 
 
+_COMPARED = ("cost_per_million_usd", "p50_ms", "p95_ms", "p99_ms", "slo_attainment",
+             "padding_overhead", "invocations")
+
+
+def relative_errors(estimated: dict[str, Any], simulated: dict[str, Any]) -> dict[str, Any]:
+    """(estimated - simulated) / simulated per figure; None where the simulated value is 0."""
+    return {k: (estimated[k] - simulated[k]) / simulated[k] if simulated[k] else None
+            for k in _COMPARED}
+
+
+def render_side_by_side(estimated: dict[str, Any], simulated: dict[str, Any]) -> str:
+    """The estimator's whole-plan figures beside the simulator's, with relative errors."""
+    errors = relative_errors(estimated, simulated)
+    lines = ["", f"{'figure':<22}{'estimated':>14}{'simulated':>14}{'rel. error':>12}"]
+    for key in _COMPARED:
+        err = errors[key]
+        lines.append(f"{key:<22}{estimated[key]:>14.4g}{simulated[key]:>14.4g}"
+                     f"{'-' if err is None else f'{err:+.1%}':>12}")
+    lines.append("estimated: the analytical estimator (modelled); simulated: the discrete-event "
+                 "simulator on the exact trace (modelled)")
+    return "\n".join(lines)
+
+
 def make_cmd(workload_spec: Any) -> Any:
     def cmd_simulate(args: argparse.Namespace) -> int:
         if not args.slo_ms > 0:
@@ -65,14 +88,25 @@ def make_cmd(workload_spec: Any) -> Any:
         # Every request carries the SLO as its deadline (the deadline policy's input).
         options = PolicyOptions(name=args.policy, attrs=RequestAttrs(
             slo_ms=[args.slo_ms] * workload.count))
-        result = simulate(plan, workload.arrivals_s, token_lengths(workload), model,
-                          load_pricing(args.pricing), args.slo_ms, policy=options)
+        lengths = token_lengths(workload)
+        pricing = load_pricing(args.pricing)
+        result = simulate(plan, workload.arrivals_s, lengths, model, pricing, args.slo_ms,
+                          policy=options)
+        from optimizer.estimator import EstimatorContext, estimate
+
+        context = EstimatorContext.build(workload.arrivals_s, lengths, model, pricing,
+                                         args.slo_ms)
+        estimated = estimate(plan, context).to_dict()
+        simulated = result.metrics.to_dict()
         if args.json:
-            print(json.dumps({"simulated": result.metrics.to_dict()}, indent=2))
+            print(json.dumps({"estimated": estimated, "simulated": simulated,
+                              "relative_error": relative_errors(estimated, simulated)},
+                             indent=2))
         else:
             print(render(result.metrics, f"simulated: plan {plan.name!r}, policy "
                                          f"{args.policy or plan.policy} on {spec.describe()}, "
                                          f"SLO {args.slo_ms:g} ms"))
+            print(render_side_by_side(estimated, simulated))
         return 0
 
     return cmd_simulate
@@ -83,7 +117,8 @@ def register(sub: Any, add_workload_flags: Any, workload_spec: Any) -> None:
     parser = sub.add_parser("simulate", help="replay a workload through a plan, simulated",
                             description="Replay the workload's exact arrivals and token lengths "
                             "through the plan's buffers under Lambda's rules (concurrency, cold "
-                            "starts, 1 ms billing) and report cost and latency.")
+                            "starts, 1 ms billing) and report cost and latency, beside the "
+                            "analytical estimator's figures and their relative error.")
     parser.add_argument("--plan", help="plan file or shipped plan name (default: default)")
     parser.add_argument("--slo-ms", type=float, default=1000.0, metavar="MS",
                         help="latency SLO for the attainment figure (default 1000)")
@@ -92,6 +127,7 @@ def register(sub: Any, add_workload_flags: Any, workload_spec: Any) -> None:
     parser.add_argument("--pricing", metavar="FILE", help="pricing overrides JSON")
     parser.add_argument("--policy", choices=[p.value for p in PolicyType],
                         help="batching policy (default: the plan's)")
-    parser.add_argument("--json", action="store_true", help='print {"simulated": metrics}')
+    parser.add_argument("--json", action="store_true",
+                        help='print {"estimated": ..., "simulated": ..., "relative_error": ...}')
     add_workload_flags(parser, duration=None)
     parser.set_defaults(func=make_cmd(workload_spec))

@@ -238,7 +238,7 @@ def test_plans_over_the_account_limit_and_unknown_policies_fail_fast() -> None:
         simulate(plan, np.zeros(1), np.ones(1, np.int64), linear, PRICING, 1000.0)
 
 
-def test_mbs_simulate_prints_simulated_metrics(monkeypatch: pytest.MonkeyPatch,
+def test_mbs_simulate_prints_estimated_and_simulated_metrics(monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
@@ -248,9 +248,16 @@ def test_mbs_simulate_prints_simulated_metrics(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(latency_model, "load_profile", lambda path=None: ({}, linear))
     assert main(["simulate", "--plan", "batch", "--duration", "120", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"simulated"}
+    assert set(out) == {"estimated", "simulated", "relative_error"}
+    for side in ("estimated", "simulated"):
+        assert {"cost_per_million_usd", "p50_ms", "p95_ms", "p99_ms", "slo_attainment",
+                "padding_overhead", "invocations", "per_buffer"} <= set(out[side])
+        assert set(out[side]["per_buffer"]) == {"all"}
     assert out["simulated"]["requests"] > 0
-    assert set(out["simulated"]["per_buffer"]) == {"all"}
+    cost = out["relative_error"]["cost_per_million_usd"]
+    assert cost == pytest.approx(out["estimated"]["cost_per_million_usd"]
+                                 / out["simulated"]["cost_per_million_usd"] - 1)
+    assert abs(cost) < 0.10  # the estimator's target, on this plan and slice
     assert main(["simulate", "--duration", "120"]) == 0
     table = capsys.readouterr().out
-    assert "simulated total" in table and "xlong" in table
+    assert "simulated total" in table and "xlong" in table and "rel. error" in table
