@@ -15,6 +15,10 @@ invocations <= 1/3 of BATCH's; against the oracle floor: within 15%. Workloads, 
 - conv: the Azure conv trace, default texts;
 - docs_heavy (ours): the Azure code trace with a texts file generated from the bundled corpus,
   70% review passages and 30% sentences (the default mix inverted).
+BATCH is judged at its best: the targets use the cheaper SLO-meeting BATCH of the search's and
+of an exhaustive enumeration of the same one-buffer space by the estimator (re-simulated), so a
+search that under-tunes BATCH cannot flatter MBS. The same searches under seeds 1-4 show how
+much of a figure is the search's luck ("search_spread_other_seeds").
 Where a target is missed, "limits" says what bounds it: the arrivals an SLO window can hold,
 the oracle floor at smaller batch caps, the floor when batches must also finish within the SLO,
 and the cost parts no batching removes (request fees, queue calls, billed cold starts).
@@ -42,14 +46,16 @@ sys.path.insert(0, str(ROOT))
 
 from optimizer.backends import make_backend  # noqa: E402
 from optimizer.baselines import oracle_floor  # noqa: E402
-from optimizer.compare import Comparison, compare, sweep  # noqa: E402
+from optimizer.compare import CompareSettings, Comparison, compare, sweep  # noqa: E402
 from optimizer.compare_bench import Workbench  # noqa: E402
 from optimizer.compare_grid import BaselineGrids  # noqa: E402
-from optimizer.compare_search import search_settings, search_tuner  # noqa: E402
+from optimizer.compare_search import search_settings, search_tuner, space_for  # noqa: E402
+from optimizer.estimator import EstimatorContext  # noqa: E402
 from optimizer.lambda_rules import LambdaRules  # noqa: E402
 from optimizer.latency_model import DEFAULT_CPU_PROFILE  # noqa: E402
 from optimizer.lengths import token_lengths  # noqa: E402
 from optimizer.pricing import MB_PER_GB, Pricing  # noqa: E402
+from optimizer.search import exhaustive  # noqa: E402
 from optimizer.texts import pang_lee_corpus  # noqa: E402
 from optimizer.workloads import WorkloadSpec, build_workload  # noqa: E402
 
@@ -60,6 +66,7 @@ TARGETS = {"batch_cost_over_mbs_min": 2.0, "mbs_padding_overhead_max": 0.05,
 SWEEP_SLOS_MS = (250.0, 500.0, 1000.0, 2000.0)
 ORACLE_CAPS = (1, 2, 4, 8, 16, 32, 64)
 DOCS_HEAVY = {"long": 7000, "short": 3000}  # texts drawn from the corpus: 70% passages
+SPREAD_SEEDS = (1, 2, 3, 4)  # further search seeds, for how much of a result is the search's luck
 
 
 @dataclass(frozen=True)
@@ -94,14 +101,15 @@ def _cases(texts_dir: Path, seed: int) -> list[Case]:
     ]
 
 
-def _targets(result: Comparison) -> dict[str, dict[str, float | bool | None]]:
-    ratios = result.ratios()
-    mbs, batch = result.outcomes["mbs"].metrics, result.outcomes["batch"].metrics
+def _targets(result: Comparison, batch_usd: float,
+             batch_invocations: float) -> dict[str, dict[str, float | bool | None]]:
+    """The four targets, against the cheaper SLO-meeting BATCH (searched or exhaustive)."""
+    mbs = result.outcomes["mbs"].metrics
     figures = {
-        "batch_cost_over_mbs": ratios["cost_vs_mbs"]["batch"],
+        "batch_cost_over_mbs": batch_usd / mbs.cost_per_million_usd,
         "mbs_padding_overhead": mbs.padding_overhead,
-        "mbs_invocations_over_batch": mbs.invocations / batch.invocations,
-        "mbs_cost_over_oracle": ratios["mbs_vs_oracle"],
+        "mbs_invocations_over_batch": mbs.invocations / batch_invocations,
+        "mbs_cost_over_oracle": result.ratios()["mbs_vs_oracle"],
     }
     out = {}
     for name, value in figures.items():
@@ -109,6 +117,43 @@ def _targets(result: Comparison) -> dict[str, dict[str, float | bool | None]]:
         met = value is not None and (value >= bound if name.startswith("batch_cost")
                                      else value <= bound)
         out[name] = {"value": value, "target": bound, "met": bool(met)}
+    return out
+
+
+def _batch_exhaustive(bench: Workbench) -> dict[str, object]:
+    """BATCH's one-buffer space enumerated by the estimator, its optimum simulated: a guard
+    against a search that under-tunes BATCH (which would flatter MBS)."""
+    backend = bench.backend
+    ctx = EstimatorContext.build(bench.arrivals_s, bench.lengths, backend.service_ms,
+                                 backend.pricing, bench.slo_ms, bench.rules, bench.arch)
+    space = space_for(backend, bench.mode, 1, bench.arch, bench.slo_ms)
+    start = time.perf_counter()
+    best, tried = exhaustive(ctx, space, bench.lengths, bench.slo_ms, bench.percentile)
+    out: dict[str, object] = {"plans_estimated": tried, "wall_s": time.perf_counter() - start}
+    if best is None:
+        return {**out, "feasible": False}
+    sim = bench.simulate(best.plan)
+    tail = bench.tail_ms(sim.latency_ms)
+    out.update(plan=best.plan.to_dict(), estimated_cost_per_million_usd=best.cost_per_million_usd,
+               cost_per_million_usd=sim.metrics.cost_per_million_usd, tail_ms=tail,
+               feasible=bool(tail <= bench.slo_ms), invocations=sim.metrics.invocations,
+               padding_overhead=sim.metrics.padding_overhead)
+    return out
+
+
+def _spread(bench: Workbench, settings: CompareSettings,
+            seeds: tuple[int, ...]) -> dict[str, object]:
+    """The same searches under other seeds: simulated cost and SLO verdict of each plan."""
+    out: dict[str, dict[str, object]] = {"mbs": {}, "batch": {}}
+    for seed in seeds:
+        tuner = search_tuner(seed=seed, progress=False)
+        for name, buffers in (("mbs", settings.max_buffers), ("batch", 1)):
+            tuned = tuner(bench, buffers, settings.evals)
+            sim = bench.simulate(tuned.plan)
+            out[name][str(seed)] = {"cost_per_million_usd": sim.metrics.cost_per_million_usd,
+                                    "feasible": bool(bench.tail_ms(sim.latency_ms)
+                                                     <= bench.slo_ms),
+                                    "buffers": len(tuned.plan.buffers)}
     return out
 
 
@@ -145,6 +190,8 @@ def _limits(bench: Workbench, result: Comparison, max_batch: int) -> dict[str, o
                                      slo_ms=bench.slo_ms).cost_per_million_usd
               for cap in ORACLE_CAPS if cap <= max_batch}
     return {
+        "batch_cost_over_oracle": (result.cost_usd("batch") / result.cost_usd("oracle")),
+        "note": "no plan costs less than the oracle floor, so BATCH/MBS <= BATCH/oracle",
         "arrivals_per_slo_window": {"mean": float(window.mean()),
                                     "median": float(np.median(window)),
                                     "p90": float(np.percentile(window, 90))},
@@ -172,10 +219,25 @@ def run_case(case: Case, args: argparse.Namespace, plots: bool) -> dict[str, obj
     tuner = search_tuner(seed=args.seed, progress=True)
     grids = BaselineGrids.build(bench, settings.memory_choices_mb)
     result = compare(bench, tuner, settings, progress=print, grids=grids)
+    print("enumerating BATCH's one-buffer space (guard)", flush=True)
+    batch = result.outcomes["batch"]
+    guard = _batch_exhaustive(bench)
+    batch_usd, batch_inv, source = (batch.metrics.cost_per_million_usd,
+                                    batch.metrics.invocations, "search")
+    if guard.get("feasible") and guard["cost_per_million_usd"] < batch_usd:
+        batch_usd, batch_inv, source = (guard["cost_per_million_usd"], guard["invocations"],
+                                        "exhaustive")
+    print("the same searches under other seeds (spread)", flush=True)
+    spread = _spread(bench, settings, SPREAD_SEEDS)
     out: dict[str, object] = {
         "workload": case.label, "requests": workload.count,
         "trace_span_s": float(workload.arrivals_s[-1]),
-        "targets": _targets(result),
+        "targets": _targets(result, batch_usd, batch_inv),
+        "targets_judged_against": {"mbs": "compare's MBS (search seed 0)",
+                                   "batch": f"the cheaper SLO-meeting BATCH: {source}",
+                                   "batch_cost_per_million_usd": batch_usd},
+        "batch_exhaustive": guard,
+        "search_spread_other_seeds": spread,
         "limits": _limits(bench, result, settings.oracle_max_batch),
         "comparison": result.to_dict(case.label, backend),
     }
@@ -194,20 +256,20 @@ def run_case(case: Case, args: argparse.Namespace, plots: bool) -> dict[str, obj
 
 
 def _table(cases: dict[str, dict]) -> str:
-    head = ("case", "MBS $/1M", "BATCH $/1M", "BATCH/MBS>=2", "pad<=5%", "inv<=1/3",
+    head = ("case", "MBS $/1M", "BATCH* $/1M", "BATCH/MBS>=2", "pad<=5%", "inv<=1/3",
             "MBS/oracle<=1.15", "MBS p99", "BATCH p99")
     rows = [head]
     for name, case in cases.items():
         pol, t = case["comparison"]["policies"], case["targets"]
         mark = {name: f"{v['value']:.3g}{'' if v['met'] else ' MISS'}" for name, v in t.items()}
         rows.append((name, f"{pol['mbs']['cost_per_million_usd']:.3f}",
-                     f"{pol['batch']['cost_per_million_usd']:.3f}",
+                     f"{case['targets_judged_against']['batch_cost_per_million_usd']:.3f}",
                      mark["batch_cost_over_mbs"], mark["mbs_padding_overhead"],
                      mark["mbs_invocations_over_batch"], mark["mbs_cost_over_oracle"],
                      f"{pol['mbs']['p99_ms']:.0f}", f"{pol['batch']['p99_ms']:.0f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["targets (every figure SIMULATED, SLO p99 <= 1000 ms, shipped CPU profile, "
-             "Lambda x86 prices)"]
+             "Lambda x86 prices; BATCH*: the cheaper of the searched and the exhaustive BATCH)"]
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(lines)
 

@@ -72,6 +72,7 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--percentile must be in (0, 100), got {args.percentile}")
     if args.sweep_evals is not None and args.sweep_evals < 1:
         raise ValueError(f"--sweep-evals must be >= 1, got {args.sweep_evals}")
+    _sweep_slos(args.sweep_slos)  # fail before the searches, not after
 
 
 def _sweep_slos(text: str) -> tuple[float, ...]:
@@ -152,7 +153,9 @@ def register(sub: Any, add_workload_flags: Any, workload_spec: Any) -> None:
                         help="the SLO holds when the P-th latency percentile <= --slo-ms "
                              "(default 99)")
     parser.add_argument("--mode", choices=MODES, default="dispatcher",
-                        help="dispatch mode MBS and BATCH plan for (default dispatcher)")
+                        help="dispatch mode MBS and BATCH plan for (default dispatcher); the "
+                             "Triton-style and no-batching baselines dispatch per request "
+                             "either way")
     parser.add_argument("--arch", choices=["x86", "arm64"], default="x86")
     parser.add_argument("--backend", choices=[b.value for b in BackendType], default="lambda",
                         help="lambda: CPU Lambda functions (GB-second billing); gpu: a "

@@ -1,8 +1,11 @@
 """The Bayesian search (optimizer/search.py) as `mbs compare`'s tuner: MBS and BATCH alike.
 
 BATCH is the same search restricted to one buffer (max_buffers=1) on the same grids, so the two
-differ only in what MBS is about: several length ranges. The space is make_space()'s default for
-the mode and SLO; on the gpu backend its memory is pinned to GPU_MEMORY_MB (no memory axis).
+differ only in what MBS is about: several length ranges. The space is make_space()'s for the
+mode and SLO, with each buffer's MaximumConcurrency searched over COMPARE_CONCURRENCIES: with a
+fixed 4 per buffer, a 4-buffer MBS plan could use 16 instances where BATCH had 4, which at 10x
+the Azure code trace's rate made BATCH pay for 5 GB functions to keep up (simulated $2.62 per
+1M against $2.09 with 8 instances). On the gpu backend memory is pinned to GPU_MEMORY_MB.
 If the search finds no plan that meets the SLO, compare still reports the plan that came
 closest (smallest violation, then cost), marked infeasible.
 """
@@ -22,13 +25,15 @@ from optimizer.search_space import SearchSpace, make_space
 
 DEFAULT_EVALS = 150  # per searched policy: ~15-20 s each on the whole Azure code trace here
 PROGRESS_STEPS = 10  # progress lines per search
+COMPARE_CONCURRENCIES = (2, 4, 8, 16)  # per-buffer MaximumConcurrency choices, both policies
 
 
 def space_for(backend: Backend, mode: str, max_buffers: int, arch: str,
               slo_ms: float) -> SearchSpace:
     """The search space compare uses for this backend (GPU: one memory size)."""
     memory = {"memory_range_mb": (GPU_MEMORY_MB, GPU_MEMORY_MB)} if backend.is_gpu else {}
-    return make_space(mode, max_buffers, arch, slo_ms=slo_ms, **memory)
+    return make_space(mode, max_buffers, arch, slo_ms=slo_ms,
+                      concurrencies=COMPARE_CONCURRENCIES, **memory)
 
 
 def search_settings(backend: Backend, max_buffers: int, evals: int | None,

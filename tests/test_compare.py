@@ -213,6 +213,8 @@ def test_bad_flags_fail_with_the_value(capsys: pytest.CaptureFixture[str]) -> No
 
     assert main(["compare", "--percentile", "0", *SLICE]) == 2
     assert "--percentile must be in (0, 100), got 0.0" in capsys.readouterr().err
+    assert main(["compare", "--sweep-slos", "500,-1", *SLICE]) == 2
+    assert "--sweep-slos must be positive ms, got '500,-1'" in capsys.readouterr().err
 
 
 def test_candidate_cost_is_the_simulated_batching_cost() -> None:

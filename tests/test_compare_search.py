@@ -57,3 +57,12 @@ def test_the_gpu_space_has_one_memory_size() -> None:
     backend = backend_from_model("gpu", model, Pricing(), "synthetic")
     assert space_for(backend, "dispatcher", 4, "x86", 1000.0).memories_mb == (GPU_MEMORY_MB,)
     assert search_settings(backend, 4, 10).memory_choices_mb == (GPU_MEMORY_MB,)
+
+
+def test_mbs_and_batch_search_the_same_concurrencies() -> None:
+    backend = make_backend("lambda", None, Pricing())
+    one = space_for(backend, "dispatcher", 1, "x86", 1000.0)
+    four = space_for(backend, "dispatcher", 4, "x86", 1000.0)
+    assert one.concurrencies == four.concurrencies == (2, 4, 8, 16)
+    assert (one.memories_mb, one.batch_sizes, one.timeouts_ms) == (
+        four.memories_mb, four.batch_sizes, four.timeouts_ms)
