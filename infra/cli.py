@@ -14,7 +14,7 @@ from buffers.plan import PlanError, default_plan_path, load_plan
 from optimizer.traces import DEFAULT_PRESET, TRACE_PRESETS
 from optimizer.workloads import WorkloadSpec, build_workload
 
-DEMO_START_S, DEMO_DURATION_S, DEMO_SPEEDUP, DEMO_EVALS = 600.0, 90.0, 1.0, 40
+DEMO_START_S, DEMO_DURATION_S, DEMO_SPEEDUP, DEMO_EVALS = 600.0, 90.0, 1.0, 1000
 
 
 def _plan_arg(value: str | None) -> Any:
