@@ -226,19 +226,21 @@ def estimate(plan: Plan, ctx: EstimatorContext) -> PlanMetrics:
     if total > ctx.rules.account_concurrency:  # the simulator refuses these plans too
         raise ValueError(f"the buffers' max_concurrency sum to {total}, over the account's "
                          f"concurrency limit {ctx.rules.account_concurrency}")
-    per_buffer: dict[str, BufferMetrics] = {}
-    cdfs: list[LatencyCdf] = []
-    for spec in plan.buffers:
-        metrics, cdf_ms = estimate_buffer(spec, ctx)
-        per_buffer[spec.name] = metrics
-        cdfs.append(cdf_ms)
-    parts = per_buffer.values()
+    parts = [estimate_buffer(spec, ctx) for spec in plan.buffers]
+    return combine_buffers(plan, parts, ctx.slo_ms)
+
+
+def combine_buffers(plan: Plan, parts: list[tuple[BufferMetrics, LatencyCdf]],
+                    slo_ms: float) -> PlanMetrics:
+    """A plan's figures from its buffers' (in plan order): sums, and the merged latency CDF."""
+    per_buffer = {spec.name: m for spec, (m, _) in zip(plan.buffers, parts, strict=True)}
+    ms = per_buffer.values()
     return PlanMetrics(
-        requests=float(sum(m.requests for m in parts)),
-        invocations=float(sum(m.invocations for m in parts)),
-        cost=sum((m.cost for m in parts), CostBreakdown()),
-        **latency_figures(cdfs, ctx.slo_ms),
-        real_tokens=float(sum(m.real_tokens for m in parts)),
-        padded_tokens=float(sum(m.padded_tokens for m in parts)),
-        cold_starts=float(sum(m.cold_starts for m in parts)),
+        requests=float(sum(m.requests for m in ms)),
+        invocations=float(sum(m.invocations for m in ms)),
+        cost=sum((m.cost for m in ms), CostBreakdown()),
+        **latency_figures([cdf for _, cdf in parts], slo_ms),
+        real_tokens=float(sum(m.real_tokens for m in ms)),
+        padded_tokens=float(sum(m.padded_tokens for m in ms)),
+        cold_starts=float(sum(m.cold_starts for m in ms)),
         per_buffer=per_buffer)

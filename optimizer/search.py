@@ -37,10 +37,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from buffers.plan import BufferSpec, Plan
-from optimizer.estimator import EstimatorContext, estimate_buffer
-from optimizer.estimator_latency import LatencyCdf, latency_figures
+from optimizer.estimator import EstimatorContext, combine_buffers, estimate_buffer
+from optimizer.estimator_latency import LatencyCdf
 from optimizer.lambda_rules import LambdaRules
-from optimizer.metrics import BufferMetrics, CostBreakdown, PlanMetrics
+from optimizer.metrics import BufferMetrics, PlanMetrics
 from optimizer.pricing import Pricing
 from optimizer.search_space import Encoding, SearchSpace
 from optimizer.simulator import ServiceTime, simulate
@@ -170,18 +170,8 @@ class CachedEstimator:
 
     def __call__(self, plan: Plan) -> PlanMetrics:
         """The same PlanMetrics as optimizer.estimator.estimate(plan, ctx)."""
-        parts = [self._part(spec) for spec in plan.buffers]
-        per_buffer = {spec.name: m for spec, (m, _) in zip(plan.buffers, parts, strict=True)}
-        ms = per_buffer.values()
-        return PlanMetrics(
-            requests=float(sum(m.requests for m in ms)),
-            invocations=float(sum(m.invocations for m in ms)),
-            cost=sum((m.cost for m in ms), CostBreakdown()),
-            **latency_figures([cdf for _, cdf in parts], self.ctx.slo_ms),
-            real_tokens=float(sum(m.real_tokens for m in ms)),
-            padded_tokens=float(sum(m.padded_tokens for m in ms)),
-            cold_starts=float(sum(m.cold_starts for m in ms)),
-            per_buffer=per_buffer)
+        return combine_buffers(plan, [self._part(spec) for spec in plan.buffers],
+                               self.ctx.slo_ms)
 
 
 class _Evaluator:
