@@ -20,6 +20,7 @@ import numpy as np
 from buffers.batcher import MultiBufferBatcher, Request
 from buffers.plan import Plan
 from buffers.policies import BatchPolicy, make_batch_policy
+from buffers.policies import PolicyType as BufferPolicyType
 from optimizer.baselines import TritonPolicy
 from optimizer.lambda_rules import InstancePool, LambdaRules
 from optimizer.metrics import BatchLog, PlanMetrics, plan_metrics
@@ -33,11 +34,11 @@ ServiceTime = Callable[[int, int, int], float]  # (batch_size, padded_length, me
 FollowUps = list[tuple[float, Any]]  # (time_s, event) pairs a handler schedules
 
 
-class PolicyType(StrEnum):
-    SIZE_TIMEOUT = "size_timeout"  # MBS and BATCH: flush a buffer at max size or at its timeout
-    DEADLINE = "deadline"  # SLAI + SlackFit (buffers/policies/deadline.py)
-    VTC = "vtc"  # tenant fairness (buffers/policies/vtc.py)
-    TRITON = "triton"  # Triton/TF-Serving dynamic batcher (optimizer/baselines.py)
+# Every buffers/ batch policy (size_timeout, deadline, vtc), plus the simulator-only Triton/
+# TF-Serving dynamic batcher (optimizer/baselines.py): derived, so a new buffers/ policy is
+# simulated without a second list to keep in step.
+PolicyType = StrEnum("PolicyType", {**{p.name: p.value for p in BufferPolicyType},
+                                    "TRITON": "triton"})
 
 
 class Policy(Protocol):
