@@ -5,10 +5,11 @@ price table, plus the memory sizes a plan may use:
 
 - lambda: the measured CPU profile (optimizer/profiles/cpu.json) scaled to the function's
   memory (1,769 MB = 1 vCPU), billed per GB-second in 1 ms steps plus a per-request fee.
-- gpu: a GPU profile measured with `mbs profile --device cuda` (none ships: no GPU was available
-  to this project), billed per second of GPU time (Pricing.gpu_hour_usd, rounded up to
-  Pricing.gpu_billing_granularity_ms), with no per-request fee and no memory axis: GPU time does
-  not scale with a function's memory.
+- gpu: a GPU profile (shipped: optimizer/profiles/gpu.json, fitted to the reference H100 timings
+  in optimizer/profiles/reference/, since no GPU was lent to this project to run
+  `mbs profile --device cuda` itself), billed per second of GPU time (Pricing.gpu_hour_usd,
+  rounded up to Pricing.gpu_billing_granularity_ms), with no per-request fee and no memory
+  axis: GPU time does not scale with a function's memory.
 
 How the GPU price reaches the models without a second cost path: the estimator, the simulator
 and the oracle floor all price an invocation as billed_ms(duration) x memory_mb / 1024 x
@@ -32,10 +33,12 @@ from optimizer.pricing import MB_PER_GB, Pricing
 GPU_MEMORY_MB = MB_PER_GB  # GPU plans pin memory to 1 GB: GB-seconds then read GPU-seconds
 MS_PER_HOUR = 3_600_000.0
 GPU_PROFILE_HELP = (
-    "the gpu backend needs a GPU latency profile, and MBS ships none: no GPU was available to "
-    "this project, so no GPU timing has been measured. Measure one on a machine with an NVIDIA "
-    "GPU and a CUDA build of torch with `mbs profile --device cuda --out gpu.json` (see "
-    "optimizer/profiles/README.md), then pass --profile gpu.json")
+    "the gpu backend needs a GPU latency profile, and optimizer/profiles/gpu.json is missing. "
+    "Rebuild it from the reference timings with `mbs profile --from-reference "
+    "optimizer/profiles/reference/minilm_h100_ms.json --out optimizer/profiles/gpu.json`, or "
+    "measure one on a machine with an NVIDIA GPU and a CUDA build of torch with "
+    "`mbs profile --device cuda --out gpu.json` (see optimizer/profiles/README.md), then pass "
+    "--profile gpu.json")
 
 
 class BackendType(StrEnum):

@@ -72,7 +72,31 @@ def render(profile: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _write(profile: dict[str, Any], args: argparse.Namespace) -> int:
+    text = json.dumps(profile, indent=1)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    print(text if args.json else render(profile))
+    return 0
+
+
+def cmd_from_reference(args: argparse.Namespace) -> int:
+    from optimizer.reference_profile import profile_from_reference
+
+    path = Path(args.from_reference)
+    if not path.is_file():
+        raise ValueError(f"--from-reference: no file at {path}")
+    try:
+        reference = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--from-reference: {path} is not JSON ({err})") from None
+    return _write(profile_from_reference(reference, source=str(path), dtype=args.dtype), args)
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
+    if args.from_reference:
+        return cmd_from_reference(args)
     batches = parse_sizes(args.batches, "--batches")
     lengths = parse_sizes(args.lengths, "--lengths")
     _check_counts(args)
@@ -91,12 +115,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
                               budget_s=args.budget_s, patience_s=args.patience_s,
                               cold_start_runs=args.cold_start_runs,
                               on_point=on_point)
-    text = json.dumps(profile, indent=1)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-    print(text if args.json else render(profile))
-    return 0
+    return _write(profile, args)
 
 
 def register(sub: Any, add_workload_flags: Any = None, workload_spec: Any = None) -> None:
@@ -122,6 +141,11 @@ def register(sub: Any, add_workload_flags: Any = None, workload_spec: Any = None
                            "for quiet before each of 3 retries (default 60; 0 = never)")
     prof.add_argument("--cold-start-runs", type=int, default=3, metavar="N",
                       help="fresh processes timed for the cold load (0 = skip; default 3)")
+    prof.add_argument("--from-reference", metavar="FILE",
+                      help="measure nothing: build a GPU profile from a reference timing file "
+                           "of 'dtype:BxL' -> ms (e.g. shared/reference/minilm_h100_ms.json)")
+    prof.add_argument("--dtype", default="float32",
+                      help="with --from-reference, which dtype's entries (default %(default)s)")
     prof.add_argument("--out", metavar="FILE", help="write the profile JSON here")
     prof.add_argument("--json", action="store_true", help="print the profile as JSON")
     prof.set_defaults(func=cmd_profile)

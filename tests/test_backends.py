@@ -113,7 +113,7 @@ def test_gpu_without_a_profile_says_how_to_measure_one(no_shipped_gpu_profile: N
     with pytest.raises(BackendError, match="mbs profile --device cuda") as info:
         make_backend("gpu", None, BASE)
     assert "optimizer/profiles/README.md" in str(info.value)
-    assert "ships none" in str(info.value)
+    assert "mbs profile --from-reference" in str(info.value)
 
 
 def test_compare_gpu_without_a_profile_fails_clearly(no_shipped_gpu_profile: None,
