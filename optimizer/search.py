@@ -21,6 +21,11 @@ Phases:
    GP refit costs ~0.2-0.5 s against ~5 ms for an estimate with per-buffer caching, and the
    landscape has one basin per structure; measured on the default workload, the GP phase's best
    is 15-30% above the final plan (benchmarks/results/search.json).
+   When every start has reached a local optimum and budget is left, iterated local search
+   (Lourenco, Martin & Stuetzle, "Iterated Local Search", 2003) spends it: a kick of
+   KICK_STEPS random single steps from the best plan so far (rng seeded by `seed`), then the
+   same descent; it stops when the budget is spent or MAX_STALE_KICKS kicks in a row found
+   no plan not already estimated.
 3. The cheapest feasible plan is replayed by the simulator; if it misses the SLO there, the
    next cheapest are tried (skipping those whose estimated p exceeds slo over the worst
    simulated/estimated ratio seen), and every re-check is recorded in SearchResult.rechecks.
@@ -50,6 +55,8 @@ MAX_VIOLATION = 10.0
 GP_SHARE = 25  # one GP round per this many estimates of the budget ...
 MIN_GP_ROUNDS, MAX_GP_ROUNDS = 8, 60  # ... within these (a refit is ~0.2-0.5 s at 60 points)
 POLISH_STARTS = 4  # local searches, from the best plans of this many distinct structures
+KICK_STEPS = (2, 4)  # an ILS kick is this many random single steps (inclusive range)
+MAX_STALE_KICKS = 25  # kicks in a row that found nothing new: the space near the best is spent
 MIN_INITIAL_POINTS, MAX_INITIAL_POINTS = 8, 24
 ACQ_POINTS = 2000  # candidates the acquisition function is evaluated on per proposal
 RECHECK_LIMIT = 8  # simulator re-checks before giving up
@@ -275,12 +282,30 @@ def _descend(run: _Evaluator, best: Evaluation, limit: int) -> Evaluation:
     return best
 
 
-def _polish(run: _Evaluator, limit: int) -> None:
-    """Local search from the best plan of each of the POLISH_STARTS best structures."""
+def _kick(run: _Evaluator, plan: Plan, rng: np.random.Generator) -> Plan:
+    """A random walk of KICK_STEPS single steps from `plan` (its plans are not estimated)."""
+    for _ in range(int(rng.integers(KICK_STEPS[0], KICK_STEPS[1] + 1))):
+        moves = list(run.enc.steps(plan))
+        if not moves:
+            break
+        plan = moves[int(rng.integers(len(moves)))]
+    return plan
+
+
+def _polish(run: _Evaluator, limit: int, seed: int) -> None:
+    """Local search from the best plan of each of the POLISH_STARTS best structures, then
+    iterated local search (kick the best, descend) with what is left of the budget."""
     for start in _starts(run):
         if len(run.history) >= limit:
             return
         _descend(run, start, limit)
+    rng = np.random.default_rng(seed)
+    stale = 0
+    while len(run.history) < limit and stale < MAX_STALE_KICKS:
+        best = run.best() or min(run.history, key=lambda e: (e.rank, e.index))
+        before = len(run.history)
+        _descend(run, run.plan(_kick(run, best.plan, rng), "polish"), limit)
+        stale = stale + 1 if len(run.history) == before else 0
 
 
 def _recheck(run: _Evaluator, sim: SimInputs, arch: str) -> list[tuple[Recheck, object]]:
@@ -315,9 +340,9 @@ def optimize(ctx: EstimatorContext, sim: SimInputs, space: SearchSpace, slo_ms: 
 
     Parameters: ctx from EstimatorContext.build on the same workload as `sim` (its slo_ms must
     equal slo_ms); space what may be chosen; evals the budget of plan estimates (GP rounds
-    first, then the polish, which may stop early at local optima); seed makes the run
-    reproducible; progress(done, evals, best_cost or None) is called after each new estimate;
-    seeds are plans told to the GP first (e.g. a known good plan).
+    first, then the polish, which stops early only when its kicks find nothing new); seed
+    makes the run reproducible; progress(done, evals, best_cost or None) is called after each
+    new estimate; seeds are plans told to the GP first (e.g. a known good plan).
     Returns: SearchResult; plan is None and feasible False when no plan met the SLO in the
     estimator, or none of the re-checked candidates met it in the simulator (see message).
     """
@@ -338,7 +363,7 @@ def optimize(ctx: EstimatorContext, sim: SimInputs, space: SearchSpace, slo_ms: 
         _gp_phase(run, seed_points, gp_rounds(evals), seed)
     else:
         run([], "seed")
-    _polish(run, evals)
+    _polish(run, evals, seed)
     checks = _recheck(run, sim, space.arch)
     return _result(run, checks, time.perf_counter() - started)
 

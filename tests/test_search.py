@@ -169,3 +169,20 @@ def test_bad_arguments_name_the_value() -> None:
         optimize(ctx, sim, SMALL, 500.0, 99, evals=5, seed=0)
     with pytest.raises(ValueError, match="max_buffers must be"):
         SearchSpace(max_buffers=0)
+
+
+def test_the_polish_spends_the_budget_once_every_start_is_a_local_optimum() -> None:
+    # GIVEN a one-buffer space bigger than the budget (BATCH's case: few structures, so the
+    # descents from the POLISH_STARTS starts end long before the budget does)
+    ctx, sim = toy()
+    space = SearchSpace(max_buffers=1, batch_sizes=(1, 2, 4, 8, 16, 32),
+                        timeouts_ms=(0, 50, 100, 200, 400), memories_mb=(1024, 1769, 3538))
+    best, tried = exhaustive(ctx, space, sim.lengths, 600.0, 99)
+    assert best is not None and tried == 90
+    # WHEN the search may estimate 80 of the 90 plans
+    result = optimize(ctx, sim, space, 600.0, 99, evals=80, seed=3)
+    # THEN the kicks use the budget (or stop when they find nothing new), and the search ends
+    # at the grid's optimum
+    assert result.evaluations == 80 or sum(e.phase == "polish" for e in result.history) > 20
+    assert result.estimated.cost_per_million_usd == pytest.approx(best.cost_per_million_usd,
+                                                                  rel=1e-9)
