@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
+import subprocess  # nosec B404 - runs the sam CLI with a fixed argv list, no shell
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +62,8 @@ def sam_commands(rendered: Rendered, stack_name: str, sam: str = "sam",
 
 def _run(argv: Sequence[str], cwd: Path) -> int:
     env = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
-    return subprocess.run(list(argv), cwd=cwd, env=env, check=False).returncode
+    # argv is built by sam_commands from fixed words and validated names, never a shell
+    return subprocess.run(list(argv), cwd=cwd, env=env, check=False).returncode  # nosec B603
 
 
 def run_sam(commands: SamCommands, dry_run: bool, echo: Callable[[str], None] = print,

@@ -50,8 +50,10 @@ def sam_transform(template: dict[str, Any], parameters: dict[str, str] | None = 
 
     fragment, values = with_packaged_code(template), dict(parameters or {})
     to_py27_compatible_template(fragment, values)
-    translator = Translator(None, Parser(), boto_session=boto3.session.Session(
-        region_name=region, aws_access_key_id="offline", aws_secret_access_key="offline"))
+    # "offline": placeholder credentials for a session that never calls AWS, not a secret
+    session = boto3.session.Session(region_name=region, aws_access_key_id="offline",
+                                    aws_secret_access_key="offline")  # nosec B106
+    translator = Translator(None, Parser(), boto_session=session)
     out = translator.translate(fragment, parameter_values=values,
                                get_managed_policy_map=lambda: dict(MANAGED_POLICIES))
     return undo_mark_unicode_str_in_template(out)

@@ -10,7 +10,7 @@ import itertools
 import json
 import os
 import platform
-import subprocess
+import subprocess  # nosec B404 - times a fresh python process, fixed argv, no shell
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -205,8 +205,9 @@ def measure_cold_start(device: str = "cpu", runs: int = 3,
     results = []
     for _ in range(runs):
         _wait_for_quiet((os.cpu_count() or 1) - 1 - MAX_FOREIGN_CORES, patience_s)  # 1 thread
-        done = subprocess.run([sys.executable, "-c", _COLD_START_CODE, device], cwd=PROJECT_ROOT,
-                              capture_output=True, text=True, check=True, timeout=300)
+        done = subprocess.run(  # nosec B603 - this interpreter, our own code, a checked device
+            [sys.executable, "-c", _COLD_START_CODE, device], cwd=PROJECT_ROOT,
+            capture_output=True, text=True, check=True, timeout=300)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     median = {key: float(np.median([r[key] for r in results])) for key in results[0]}
     return {"method": "fresh subprocess per run; page cache warm, so a lower bound on Lambda",
