@@ -17,6 +17,9 @@ MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's own request payload limit
 # Requests handled at once; past this the gateway answers 429 at once instead of queueing
 # threads without bound (API Gateway throttles with 429 too).
 MAX_IN_FLIGHT = 64
+# Connections the kernel queues before the accept loop takes them (socketserver's default is
+# 5): a burst of clients must reach the 429 path, not time out in a full listen queue.
+LISTEN_BACKLOG = 1024
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
@@ -105,6 +108,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+
+
 class HttpGateway:
     """A threaded HTTP server on 127.0.0.1 in front of the handlers."""
 
@@ -112,8 +120,7 @@ class HttpGateway:
                  max_in_flight: int = MAX_IN_FLIGHT) -> None:
         handler_cls = type("BoundHandler", (_RequestHandler,), {
             "routes": routes, "slots": threading.BoundedSemaphore(max_in_flight)})
-        self._server = ThreadingHTTPServer((host, port), handler_cls)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), handler_cls)
         self._thread = threading.Thread(target=self._server.serve_forever, name="http-gateway",
                                         daemon=True)
 

@@ -198,3 +198,36 @@ def test_saturated_gateway_answers_429_with_retry_after():
     finally:
         release.set()
         gateway.stop()
+
+
+def test_a_burst_of_connections_is_answered_not_dropped():
+    # GIVEN a gateway with 4 slots whose handler takes 50 ms
+    from concurrent.futures import ThreadPoolExecutor
+
+    def slowish(event, context):
+        time.sleep(0.05)
+        return {"statusCode": 202, "body": "{}"}
+
+    gateway = HttpGateway([Route("POST", "/v1/requests", "ingest", slowish)], max_in_flight=4)
+    gateway.start()
+
+    def post(_: int) -> int:
+        request = urllib.request.Request(f"{gateway.url}/v1/requests", data=b"{}",
+                                         method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return reply.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0  # refused, reset or timed out: the gateway fell over
+
+    try:
+        # WHEN 300 clients connect at once
+        with ThreadPoolExecutor(max_workers=300) as pool:
+            statuses = list(pool.map(post, range(300)))
+    finally:
+        gateway.stop()
+    # THEN every one gets an HTTP answer: accepted, or 429 to retry, never a dropped connection
+    assert set(statuses) <= {202, 429}, sorted(set(statuses))
+    assert statuses.count(202) >= 4 and statuses.count(429) > 0
