@@ -13,6 +13,7 @@ from optimizer.backends import BackendType, make_backend
 from optimizer.compare import POLICIES, CompareSettings, Comparison, compare, sweep
 from optimizer.compare_bench import MODES, Tuner, Workbench
 from optimizer.compare_grid import BaselineGrids
+from optimizer.compare_search import DEFAULT_EVALS
 from optimizer.pricing import load_pricing
 
 DEFAULT_SWEEP_SLOS_MS = (250.0, 500.0, 1000.0, 2000.0)
@@ -159,15 +160,16 @@ def register(sub: Any, add_workload_flags: Any, workload_spec: Any) -> None:
     parser.add_argument("--arch", choices=["x86", "arm64"], default="x86")
     parser.add_argument("--backend", choices=[b.value for b in BackendType], default="lambda",
                         help="lambda: CPU Lambda functions (GB-second billing); gpu: a "
-                             "GPU-backed function billed per second, which needs a measured GPU "
-                             "profile (--profile)")
+                             "GPU-backed function billed per second, planned with the GPU "
+                             "profile (default: optimizer/profiles/gpu.json, fitted to the "
+                             "reference H100 timings)")
     parser.add_argument("--profile", metavar="FILE",
                         help="latency profile JSON (default: the shipped one for the backend)")
     parser.add_argument("--pricing", metavar="FILE", help="pricing overrides JSON")
     parser.add_argument("--max-buffers", type=int, default=4, metavar="K",
                         help="most buffers MBS may use (default 4)")
     parser.add_argument("--evals", type=int, default=None, metavar="N",
-                        help="search evaluations per policy (default 150)")
+                        help=f"search evaluations per policy (default {DEFAULT_EVALS})")
     parser.add_argument("--json", action="store_true", help="print the documented JSON object")
     parser.add_argument("--plots", metavar="DIR", help="write PNG charts here (runs an SLO "
                         "sweep too, re-optimizing at each SLO)")

@@ -8,7 +8,7 @@ import numpy as np
 
 from optimizer.backends import GPU_MEMORY_MB, backend_from_model, make_backend
 from optimizer.compare_bench import Workbench
-from optimizer.compare_search import search_settings, search_tuner, space_for
+from optimizer.compare_search import DEFAULT_EVALS, search_settings, search_tuner, space_for
 from optimizer.lambda_rules import LambdaRules
 from optimizer.latency_model import LatencyModel
 from optimizer.lengths import token_lengths
@@ -48,7 +48,7 @@ def test_settings_follow_the_search_space() -> None:
     backend = make_backend("lambda", None, Pricing())
     settings = search_settings(backend, 4, None)
     assert settings.memory_choices_mb == LAMBDA_MEMORIES_MB
-    assert settings.oracle_max_batch == 64 and settings.evals == 150
+    assert settings.oracle_max_batch == 64 and settings.evals == DEFAULT_EVALS
 
 
 def test_the_gpu_space_has_one_memory_size() -> None:
