@@ -1,8 +1,9 @@
 """Bounded load test of the local stack on loopback: the real model, then 10x with a stand-in.
 
-Phase 1 steps up a constant arrival rate with the real model (--step-s per step) and keeps the
-highest rate that is sustained: p99 under 2 s, nothing lost, and no backlog (the last result
-lands within 5 s of the last send). It then holds that rate for --hold-s seconds.
+Phase 1 steps up a constant arrival rate with the real model (--step-s per step) while a step's
+p99 stays within the 1 s SLO with nothing lost, then holds the highest such rate for --hold-s
+seconds. A short step can hide a slowly growing queue, so the hold must pass too: p99 under
+2 s and every request finished; if it fails, the next lower step rate is held instead.
 Phase 2 sends 10x that rate for --standin-s seconds with MBS_STANDIN_MODEL=1 (zero-cost
 vectors, labelled "stand-in") from 256 client threads, to load the gateway, queues, table and
 dispatcher rather than the model. On this machine the ceiling there is moto's server (one
@@ -38,8 +39,8 @@ from optimizer.texts import pang_lee_corpus, sample_texts  # noqa: E402
 from optimizer.workloads import Workload, WorkloadSpec  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "load.json"
-P99_LIMIT_MS = 2000.0
-BACKLOG_LIMIT_S = 5.0
+STEP_P99_LIMIT_MS = 1000.0  # the default SLO
+HOLD_P99_LIMIT_MS = 2000.0
 
 
 def _rss_mb() -> float:
@@ -87,15 +88,14 @@ def _run(stack: LocalStack, rate: float, duration_s: float, seed: int,
             "rss_before_mb": before, "rss_after_mb": _rss_mb()}
 
 
-def _sustained(step: dict) -> bool:
-    backlog_s = step["wall_s"] - step["duration_s"]
-    return (not step["lost"] and not step["unfinished_at_cap"] and step["p99_ms"] is not None
-            and step["p99_ms"] <= P99_LIMIT_MS and backlog_s <= BACKLOG_LIMIT_S)
+def _sustained(run: dict, p99_limit_ms: float) -> bool:
+    return (not run["lost"] and not run["unfinished_at_cap"] and run["p99_ms"] is not None
+            and run["p99_ms"] <= p99_limit_ms)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", default="2,4,6,8,10", help="phase-1 rate steps, req/s")
+    parser.add_argument("--rates", default="4,8,10,12,14,16", help="phase-1 rate steps, req/s")
     parser.add_argument("--step-s", type=float, default=20.0, help="seconds per phase-1 step")
     parser.add_argument("--hold-s", type=float, default=120.0,
                         help="seconds to hold the sustained rate with the real model")
@@ -109,21 +109,26 @@ def main() -> int:
                  "plan": plan.name, "steps": []}
 
     with LocalStack(plan) as stack:
-        best = None
+        passed: list[float] = []
         for rate in [float(r) for r in args.rates.split(",")]:
             step = _run(stack, rate, args.step_s, seed=int(rate))
             out["steps"].append(step)
-            print(f"step {rate:g}/s: p99 {step['p99_ms']} ms, lost {step['lost']}, "
-                  f"wall {step['wall_s']:.1f} s", flush=True)
-            if not _sustained(step):
+            print(f"step {rate:g}/s: p99 {step['p99_ms']} ms, lost {step['lost']}", flush=True)
+            if not _sustained(step, STEP_P99_LIMIT_MS):
                 break
-            best = rate
-        if best is None:
+            passed.append(rate)
+        out["holds"] = []
+        for rate in reversed(passed):
+            hold = _run(stack, rate, args.hold_s, seed=1)
+            out["holds"].append(hold)
+            print(f"hold {rate:g}/s: {json.dumps(hold)}", flush=True)
+            if _sustained(hold, HOLD_P99_LIMIT_MS):
+                out["sustained_rate_per_s"], out["real_model"] = rate, hold
+                break
+        if "real_model" not in out:
             print("no rate sustained; stopping", file=sys.stderr)
             return 1
-        out["sustained_rate_per_s"] = best
-        out["real_model"] = _run(stack, best, args.hold_s, seed=1)
-        print("real model:", json.dumps(out["real_model"]), flush=True)
+        best = out["sustained_rate_per_s"]
 
     os.environ["MBS_STANDIN_MODEL"] = "1"
     from functions.shared.model import get_embedder
