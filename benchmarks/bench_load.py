@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from buffers.plan import default_plan_path, load_plan  # noqa: E402
-from infra.audit import queue_depth, reconcile, scan_items  # noqa: E402
+from infra.audit import audit_stack  # noqa: E402
 from infra.local_stack import LocalStack  # noqa: E402
 from infra.replay import replay  # noqa: E402
 from optimizer.texts import pang_lee_corpus, sample_texts  # noqa: E402
@@ -64,11 +64,9 @@ def _audit(stack: LocalStack) -> dict:
 
     ddb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
     res = stack.resources
-    report = reconcile(scan_items(ddb, res.table_name), since_ms=0,
-                       now_ms=int(time.time() * 1000), grace_ms=0,
-                       messages_in_queues=queue_depth(sqs, list(res.queue_urls.values())),
-                       messages_in_dlqs=queue_depth(sqs, list(res.dlq_urls.values())))
-    return report.to_dict()
+    return audit_stack(ddb, sqs, res.table_name, list(res.queue_urls.values()),
+                       list(res.dlq_urls.values()), since_ms=0,
+                       now_ms=int(time.time() * 1000), grace_ms=0).to_dict()
 
 
 def _run(stack: LocalStack, rate: float, duration_s: float, seed: int,

@@ -68,6 +68,14 @@ def queue_depth(sqs: Any, urls: list[str]) -> int:
     return total
 
 
+def audit_stack(ddb: Any, sqs: Any, table: str, queue_urls: list[str], dlq_urls: list[str],
+                *, since_ms: int, now_ms: int, grace_ms: int) -> AuditReport:
+    """Read a stack's table and queues and reconcile them: what `mbs audit` reports."""
+    return reconcile(scan_items(ddb, table), since_ms=since_ms, now_ms=now_ms,
+                     grace_ms=grace_ms, messages_in_queues=queue_depth(sqs, queue_urls),
+                     messages_in_dlqs=queue_depth(sqs, dlq_urls))
+
+
 def render(report: AuditReport) -> str:
     verdict = "OK" if report.ok else f"NOT OK: {report.unaccounted} request(s) unaccounted for"
     return (f"audit: accepted {report.accepted}  done {report.done}  failed {report.failed}  "

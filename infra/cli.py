@@ -120,7 +120,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     import boto3
 
-    from infra.audit import queue_depth, reconcile, render, scan_items
+    from infra.audit import audit_stack, render
     from infra.events import REGION
 
     state = json.loads(Path(args.state_file).read_text(encoding="utf-8"))
@@ -132,11 +132,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
                "aws_secret_access_key": "testing"} if endpoint else {}  # nosec B105
     ddb, sqs = boto3.client("dynamodb", **clients), boto3.client("sqs", **clients)
     now_ms = int(time.time() * 1000)
-    report = reconcile(scan_items(ddb, state["table_name"]),
-                       since_ms=now_ms - int(args.since * 1000) if args.since else 0,
-                       now_ms=now_ms, grace_ms=int(args.grace * 1000),
-                       messages_in_queues=queue_depth(sqs, list(state["queue_urls"].values())),
-                       messages_in_dlqs=queue_depth(sqs, list(state["dlq_urls"].values())))
+    report = audit_stack(ddb, sqs, state["table_name"], list(state["queue_urls"].values()),
+                         list(state["dlq_urls"].values()),
+                         since_ms=now_ms - int(args.since * 1000) if args.since else 0,
+                         now_ms=now_ms, grace_ms=int(args.grace * 1000))
     print(json.dumps(report.to_dict(), indent=2) if args.json else render(report))
     return 0 if report.ok else 1
 

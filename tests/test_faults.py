@@ -16,7 +16,7 @@ import boto3
 import pytest
 
 from buffers.plan import default_plan_path, load_plan, plan_from_dict
-from infra.audit import queue_depth, reconcile, scan_items
+from infra.audit import audit_stack
 from infra.local_stack import LocalStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
@@ -57,11 +57,10 @@ def _settle(stack: LocalStack, ids: list[str], timeout_s: float = 60.0) -> dict[
             pytest.fail(f"still PENDING after {timeout_s} s: {pending}")
         time.sleep(0.2)
     ddb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
-    report = reconcile(scan_items(ddb, stack.resources.table_name), since_ms=0,
-                       now_ms=int(time.time() * 1000), grace_ms=0,
-                       messages_in_queues=queue_depth(sqs, list(stack.resources.queue_urls
-                                                                .values())),
-                       messages_in_dlqs=queue_depth(sqs, list(stack.resources.dlq_urls.values())))
+    res = stack.resources
+    report = audit_stack(ddb, sqs, res.table_name, list(res.queue_urls.values()),
+                         list(res.dlq_urls.values()), since_ms=0,
+                         now_ms=int(time.time() * 1000), grace_ms=0)
     assert report.ok and report.unaccounted == 0, report
     assert report.accepted == len(ids)
     return results
