@@ -3,7 +3,8 @@
 For both presets (whole Azure code and conv traces, token lengths of the default text mix,
 seed 0) and several plans (the shipped default/batch/managed, no batching, varied 2-, 3- and
 5-buffer plans, and a small-memory plan that queues for its environments), runs
-optimizer.simulator.simulate and optimizer.estimator.estimate with the same service-time model
+optimizer.sim.engine.simulate and optimizer.estimator.estimate.estimate with the same service-time
+model
 and reports per case the relative error of cost_per_million_usd (target <= 10%) and of p99
 (target <= 15%), and the estimator's wall time per plan (median of repeats, with the machine's
 load average next to it). Also reported: the simulator's spread over other text seeds (the
@@ -33,13 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from buffers.plan import Plan, default_plan_path, load_plan, plan_from_dict  # noqa: E402
-from optimizer.baselines import no_batching_plan  # noqa: E402
-from optimizer.estimator import EstimatorContext, estimate  # noqa: E402
-from optimizer.estimator_batching import binomial_table, forward_counts  # noqa: E402
-from optimizer.lengths import token_lengths  # noqa: E402
-from optimizer.pricing import Pricing  # noqa: E402
-from optimizer.simulator import simulate  # noqa: E402
-from optimizer.workloads import WorkloadSpec, build_workload  # noqa: E402
+from optimizer.estimator.batching import binomial_table, forward_counts  # noqa: E402
+from optimizer.estimator.estimate import EstimatorContext, estimate  # noqa: E402
+from optimizer.platform.pricing import Pricing  # noqa: E402
+from optimizer.sim.baselines import no_batching_plan  # noqa: E402
+from optimizer.sim.engine import simulate  # noqa: E402
+from optimizer.workload.lengths import token_lengths  # noqa: E402
+from optimizer.workload.workloads import WorkloadSpec, build_workload  # noqa: E402
 
 PRESETS = ("azure-code", "azure-conv")
 COST_TARGET, P99_TARGET = 0.10, 0.15
@@ -50,7 +51,7 @@ STAND_IN_PARALLEL_FRACTION = 0.8
 
 def _service_model():
     """The shipped CPU profile's latency model, else a stand-in fitted to the reference grid."""
-    from optimizer.latency_model import (
+    from optimizer.platform.latency_model import (
         GridPoint,
         LatencyModel,
         fit_latency_model,
@@ -59,7 +60,7 @@ def _service_model():
 
     try:
         profile, model = load_profile()
-        return model, (f"optimizer.latency_model.load_profile(): shipped CPU profile "
+        return model, (f"optimizer.platform.latency_model.load_profile(): shipped CPU profile "
                        f"({profile.get('device_name', profile.get('device'))}, "
                        f"{profile.get('date', 'undated')})")
     except FileNotFoundError:

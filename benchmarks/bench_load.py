@@ -32,11 +32,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from buffers.plan import default_plan_path, load_plan  # noqa: E402
-from infra.audit import audit_stack  # noqa: E402
-from infra.local_stack import LocalStack  # noqa: E402
-from infra.replay import replay  # noqa: E402
-from optimizer.texts import pang_lee_corpus, sample_texts  # noqa: E402
-from optimizer.workloads import Workload, WorkloadSpec  # noqa: E402
+from infra.client.audit import audit_stack  # noqa: E402
+from infra.client.replay import replay  # noqa: E402
+from infra.local.stack import LocalStack  # noqa: E402
+from optimizer.workload.texts import pang_lee_corpus, sample_texts  # noqa: E402
+from optimizer.workload.workloads import Workload, WorkloadSpec  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "load.json"
 STEP_P99_LIMIT_MS = 1000.0  # the default SLO

@@ -27,13 +27,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.research.fairness import service_curves, token_bucket_admit  # noqa: E402
 from buffers.plan import default_plan_path, load_plan, plan_from_dict  # noqa: E402
-from optimizer.fairness import service_curves, token_bucket_admit  # noqa: E402
-from optimizer.latency_model import load_profile  # noqa: E402
-from optimizer.lengths import token_lengths  # noqa: E402
-from optimizer.pricing import Pricing  # noqa: E402
-from optimizer.simulator import PolicyOptions, RequestAttrs, simulate  # noqa: E402
-from optimizer.workloads import WorkloadSpec, build_workload  # noqa: E402
+from optimizer.platform.latency_model import load_profile  # noqa: E402
+from optimizer.platform.pricing import Pricing  # noqa: E402
+from optimizer.sim.engine import PolicyOptions, RequestAttrs, simulate  # noqa: E402
+from optimizer.workload.lengths import token_lengths  # noqa: E402
+from optimizer.workload.workloads import WorkloadSpec, build_workload  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
 STRICT_MS, RELAXED_MS, STRICT_SHARE = 500.0, 5000.0, 0.3
@@ -192,8 +192,8 @@ def token_budget(arrivals, lengths, model, pricing) -> dict:
 
 def balancing(arrivals, lengths, model, pricing) -> dict:
     """D. SAL: the default plan's batch stream on a shared pool, by requests vs by tokens."""
-    from buffers.balancer import BalanceBy
-    from optimizer.balancing import run_pool
+    from benchmarks.research.balancer import BalanceBy
+    from benchmarks.research.balancing import run_pool
 
     result = simulate(load_plan(default_plan_path()), arrivals, lengths, model, pricing, 1000.0)
     log = result.batches

@@ -28,15 +28,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from optimizer.estimator import EstimatorContext  # noqa: E402
-from optimizer.gears import plan_gears  # noqa: E402
-from optimizer.latency_model import load_profile  # noqa: E402
-from optimizer.lengths import token_lengths  # noqa: E402
-from optimizer.optimize_cmd import DEFAULT_EVALS  # noqa: E402
-from optimizer.pricing import Pricing  # noqa: E402
-from optimizer.search import SimInputs, exhaustive, optimize  # noqa: E402
-from optimizer.search_space import SearchSpace, make_space  # noqa: E402
-from optimizer.workloads import WorkloadSpec, build_workload  # noqa: E402
+from infra.cli.optimize import DEFAULT_EVALS  # noqa: E402
+from optimizer.estimator.estimate import EstimatorContext  # noqa: E402
+from optimizer.platform.latency_model import load_profile  # noqa: E402
+from optimizer.platform.pricing import Pricing  # noqa: E402
+from optimizer.search.gears import plan_gears  # noqa: E402
+from optimizer.search.optimize import SimInputs, exhaustive, optimize  # noqa: E402
+from optimizer.search.space import SearchSpace, make_space  # noqa: E402
+from optimizer.workload.lengths import token_lengths  # noqa: E402
+from optimizer.workload.workloads import WorkloadSpec, build_workload  # noqa: E402
 
 SLO_MS, PERCENTILE = 1000.0, 99.0
 WALL_TARGET_S, GAP_TARGET = 60.0, 0.03

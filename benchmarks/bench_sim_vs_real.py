@@ -2,7 +2,7 @@
 and replayed by the simulator with this machine's measured service times (modelled).
 
 Measured side: `mbs serve`'s stack in-process, `mbs replay`'s client, the real model on this
-CPU. Simulated side: optimizer.simulator with the CPU profile's predict_ms (this machine, not
+CPU. Simulated side: optimizer.sim.engine with the CPU profile's predict_ms (this machine, not
 Lambda), no cold starts (the local stack loads the model before serving), and the local stack's
 one-forward-pass-at-a-time rule approximated by max_concurrency 2 per buffer (the minimum a plan
 allows; the lock makes the whole stack run one batch at a time, so the simulator is optimistic
@@ -23,14 +23,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from buffers.plan import default_plan_path, load_plan, plan_from_dict  # noqa: E402
-from infra.local_stack import LocalStack  # noqa: E402
-from infra.replay import replay  # noqa: E402
-from optimizer.lambda_rules import LambdaRules  # noqa: E402
-from optimizer.latency_model import load_profile  # noqa: E402
-from optimizer.lengths import token_lengths  # noqa: E402
-from optimizer.pricing import Pricing  # noqa: E402
-from optimizer.simulator import simulate  # noqa: E402
-from optimizer.workloads import WorkloadSpec, build_workload  # noqa: E402
+from infra.client.replay import replay  # noqa: E402
+from infra.local.stack import LocalStack  # noqa: E402
+from optimizer.platform.lambda_rules import LambdaRules  # noqa: E402
+from optimizer.platform.latency_model import load_profile  # noqa: E402
+from optimizer.platform.pricing import Pricing  # noqa: E402
+from optimizer.sim.engine import simulate  # noqa: E402
+from optimizer.workload.lengths import token_lengths  # noqa: E402
+from optimizer.workload.workloads import WorkloadSpec, build_workload  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "sim_vs_real.json"
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from buffers.plan import default_plan_path, load_plan
-from optimizer.baselines import no_batching_plan, triton_plan
-from optimizer.lengths import token_lengths
-from optimizer.pricing import Pricing
-from optimizer.simulator import simulate
-from optimizer.workloads import WorkloadSpec, build_workload
+from optimizer.platform.pricing import Pricing
+from optimizer.sim.baselines import no_batching_plan, triton_plan
+from optimizer.sim.engine import simulate
+from optimizer.workload.lengths import token_lengths
+from optimizer.workload.workloads import WorkloadSpec, build_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,10 +34,10 @@ GAP_S = 1.0  # between the end of one tile of the trace and the start of the nex
 def _service_model():
     """The shipped CPU latency model if there is one, else a linear fit to the reference grid."""
     try:
-        from optimizer.latency_model import load_profile
+        from optimizer.platform.latency_model import load_profile
 
         _, model = load_profile()
-        return model, "optimizer.latency_model (shipped cpu profile)"
+        return model, "optimizer.platform.latency_model (shipped cpu profile)"
     except (ImportError, FileNotFoundError, KeyError, ValueError):
         # shared/reference/minilm_cpu2_ms.json: 64x256 in ~3.2 s on 2 cores, ~0.2 ms per token
         return (lambda b, n, m: 8.0 + 0.2 * b * n * max(1.0, 3538 / m)), "linear fallback"

@@ -1,11 +1,12 @@
 """Benchmark (not a test): issue 4's targets for MBS against tuned BATCH and the oracle floor.
 
-Every figure is SIMULATED (modelled): `mbs compare`'s logic (optimizer/compare.py) tunes MBS
-(the Bayesian search, up to 4 buffers), BATCH (the same search, one buffer), a Triton-style
+Every figure is SIMULATED (modelled): `mbs compare`'s logic (optimizer/compare/comparison.py) tunes
+MBS (the Bayesian search, up to 4 buffers), BATCH (the same search, one buffer), a Triton-style
 batcher and no batching (small grids), and the oracle floor, then replays them all through the
 discrete-event simulator on each workload's exact trace, with the shipped CPU profile
 (optimizer/profiles/cpu.json, measured on this project's 2-core CPU and scaled to Lambda memory
-by Amdahl) and the dated Lambda price table (optimizer/pricing.py). Nothing is measured on AWS.
+by Amdahl) and the dated Lambda price table (optimizer/platform/pricing.py). Nothing is measured
+on AWS.
 
 Targets (issue 4), MBS against tuned BATCH: cost >= 2x lower, MBS padding overhead <= 5%, MBS
 invocations <= 1/3 of BATCH's; against the oracle floor: within 15%. Workloads, SLO p99 <= 1 s:
@@ -44,20 +45,20 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from optimizer.backends import make_backend  # noqa: E402
-from optimizer.baselines import oracle_floor  # noqa: E402
-from optimizer.compare import CompareSettings, Comparison, compare, sweep  # noqa: E402
-from optimizer.compare_bench import Workbench  # noqa: E402
-from optimizer.compare_grid import BaselineGrids  # noqa: E402
-from optimizer.compare_search import search_settings, search_tuner, space_for  # noqa: E402
-from optimizer.estimator import EstimatorContext  # noqa: E402
-from optimizer.lambda_rules import LambdaRules  # noqa: E402
-from optimizer.latency_model import DEFAULT_CPU_PROFILE  # noqa: E402
-from optimizer.lengths import token_lengths  # noqa: E402
-from optimizer.pricing import MB_PER_GB, Pricing  # noqa: E402
-from optimizer.search import exhaustive  # noqa: E402
-from optimizer.texts import pang_lee_corpus  # noqa: E402
-from optimizer.workloads import WorkloadSpec, build_workload  # noqa: E402
+from optimizer.compare.comparison import CompareSettings, Comparison, compare, sweep  # noqa: E402
+from optimizer.compare.grid import BaselineGrids  # noqa: E402
+from optimizer.compare.tuning import search_settings, search_tuner, space_for  # noqa: E402
+from optimizer.compare.workbench import Workbench  # noqa: E402
+from optimizer.estimator.estimate import EstimatorContext  # noqa: E402
+from optimizer.platform.backends import make_backend  # noqa: E402
+from optimizer.platform.lambda_rules import LambdaRules  # noqa: E402
+from optimizer.platform.latency_model import DEFAULT_CPU_PROFILE  # noqa: E402
+from optimizer.platform.pricing import MB_PER_GB, Pricing  # noqa: E402
+from optimizer.search.optimize import exhaustive  # noqa: E402
+from optimizer.sim.baselines import oracle_floor  # noqa: E402
+from optimizer.workload.lengths import token_lengths  # noqa: E402
+from optimizer.workload.texts import pang_lee_corpus  # noqa: E402
+from optimizer.workload.workloads import WorkloadSpec, build_workload  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SLO_MS, PERCENTILE, MAX_BUFFERS = 1000.0, 99.0, 4
@@ -242,7 +243,7 @@ def run_case(case: Case, args: argparse.Namespace, plots: bool) -> dict[str, obj
         "comparison": result.to_dict(case.label, backend),
     }
     if plots:
-        from optimizer.plots import write_plots
+        from optimizer.compare.plots import write_plots
 
         swept = replace(settings, evals=max(settings.evals // 3, 1))
         points = sweep(bench, tuner, swept, SWEEP_SLOS_MS, grids, print)

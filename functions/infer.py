@@ -18,9 +18,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 
 from buffers.padding import PaddingStats, batch_padding
-from functions.shared import deps, faults
+from functions.shared import deps
 from functions.shared.model import ModelLoadError, get_embedder
 from functions.shared.store import ResultRecord
+from infra.local import faults
 
 logger = Logger(service="infer")
 

@@ -16,7 +16,7 @@ from moto import mock_aws
 
 from buffers.plan import Plan, default_plan_path, load_plan
 from functions.shared import deps
-from infra.local_stack import StackResources, create_resources
+from infra.local.stack import StackResources, create_resources
 
 EVENTS_DIR = Path(__file__).resolve().parent / "events"
 VISIBILITY_TIMEOUT_S = 60

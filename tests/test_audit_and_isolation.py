@@ -7,7 +7,7 @@ import pytest
 from functions import infer
 from functions.infer import InferItem, run_isolating
 from functions.shared.model import ModelLoadError
-from infra.audit import reconcile
+from infra.client.audit import reconcile
 
 
 def _item(status: str, at_ms: int) -> dict:

@@ -14,23 +14,24 @@ import numpy as np
 import pytest
 
 from buffers.plan import default_plan_path, load_plan
-from infra.cli import _workload_spec, build_parser, main
-from optimizer import backends, compare_cmd
-from optimizer.backends import (
+from infra.cli import compare as compare_cmd
+from infra.cli.main import _workload_spec, build_parser, main
+from optimizer.compare.comparison import CompareSettings
+from optimizer.compare.workbench import Tuned, Workbench
+from optimizer.estimator.estimate import EstimatorContext, estimate
+from optimizer.platform import backends
+from optimizer.platform.backends import (
     GPU_MEMORY_MB,
     BackendError,
     backend_from_model,
     gpu_pricing,
     make_backend,
 )
-from optimizer.baselines import no_batching_plan
-from optimizer.compare import CompareSettings
-from optimizer.compare_bench import Tuned, Workbench
-from optimizer.estimator import EstimatorContext, estimate
-from optimizer.lambda_rules import LambdaRules
-from optimizer.latency_model import LatencyModel
-from optimizer.metrics import fixed_usd, run_cost
-from optimizer.pricing import Pricing
+from optimizer.platform.lambda_rules import LambdaRules
+from optimizer.platform.latency_model import LatencyModel
+from optimizer.platform.metrics import fixed_usd, run_cost
+from optimizer.platform.pricing import Pricing
+from optimizer.sim.baselines import no_batching_plan
 
 BASE = Pricing()
 NO_COLD = LambdaRules(cold_start_ms=0.0)

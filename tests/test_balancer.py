@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from buffers.balancer import BalanceBy, InstanceLoad, pick_instance
-from optimizer.balancing import run_pool
+from benchmarks.research.balancer import BalanceBy, InstanceLoad, pick_instance
+from benchmarks.research.balancing import run_pool
 
 
 def test_tokens_and_requests_disagree_on_heterogeneous_work():

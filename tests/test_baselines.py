@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from buffers.plan import BufferSpec, DispatchMode, Plan, PlanError
-from optimizer.baselines import batch_plan, no_batching_plan, oracle_floor, triton_plan
-from optimizer.lambda_rules import LambdaRules
-from optimizer.pricing import Pricing
-from optimizer.simulator import simulate
+from optimizer.platform.lambda_rules import LambdaRules
+from optimizer.platform.pricing import Pricing
+from optimizer.sim.baselines import batch_plan, no_batching_plan, oracle_floor, triton_plan
+from optimizer.sim.engine import simulate
 
 PRICING = Pricing()
 NO_COLD = LambdaRules(cold_start_ms=0.0)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from buffers.plan import default_plan_path, load_plan
-from infra.cli import main
+from infra.cli.main import main
 
 
 def test_help_lists_the_commands(capsys):

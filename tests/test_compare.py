@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 
 from buffers.plan import default_plan_path, load_plan
-from infra.cli import _workload_spec, build_parser
-from optimizer import compare_cmd
-from optimizer.backends import make_backend
-from optimizer.compare import POLICIES, SCHEMA, CompareSettings, Comparison, compare
-from optimizer.compare_bench import Tuned, Workbench
-from optimizer.compare_grid import BaselineGrids, Candidate, _best
-from optimizer.lambda_rules import LambdaRules
-from optimizer.lengths import token_lengths
-from optimizer.pricing import Pricing
-from optimizer.workloads import WorkloadSpec, build_workload
+from infra.cli import compare as compare_cmd
+from infra.cli.main import _workload_spec, build_parser
+from optimizer.compare.comparison import POLICIES, SCHEMA, CompareSettings, Comparison, compare
+from optimizer.compare.grid import BaselineGrids, Candidate, _best
+from optimizer.compare.workbench import Tuned, Workbench
+from optimizer.platform.backends import make_backend
+from optimizer.platform.lambda_rules import LambdaRules
+from optimizer.platform.pricing import Pricing
+from optimizer.workload.lengths import token_lengths
+from optimizer.workload.workloads import WorkloadSpec, build_workload
 
 SLICE = ["--start", "600", "--duration", "120"]  # the demo's bursty slice: 484 requests
 SETTINGS = CompareSettings(max_buffers=4, evals=3, memory_choices_mb=(1769, 3008),
@@ -209,7 +209,7 @@ def test_settings_validation_names_the_bad_value() -> None:
 
 
 def test_bad_flags_fail_with_the_value(capsys: pytest.CaptureFixture[str]) -> None:
-    from infra.cli import main
+    from infra.cli.main import main
 
     assert main(["compare", "--percentile", "0", *SLICE]) == 2
     assert "--percentile must be in (0, 100), got 0.0" in capsys.readouterr().err
@@ -225,7 +225,7 @@ def test_candidate_cost_is_the_simulated_batching_cost() -> None:
 
 
 def test_the_triton_grid_spreads_its_memory_sizes() -> None:
-    from optimizer.compare_grid import spread
+    from optimizer.compare.grid import spread
 
     assert spread((3008, 1024, 1769), 3) == (1024, 1769, 3008)
     assert spread((512, 1024, 1769, 3008, 5308, 10240), 3) == (512, 1769, 10240)

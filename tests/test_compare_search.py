@@ -1,4 +1,5 @@
-"""compare's adapter to the real Bayesian search (optimizer/search.py), on a tiny budget."""
+"""compare's adapter to the real Bayesian search (optimizer/search/optimize.py), on a tiny budget.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +7,15 @@ from functools import cache
 
 import numpy as np
 
-from optimizer.backends import GPU_MEMORY_MB, backend_from_model, make_backend
-from optimizer.compare_bench import Workbench
-from optimizer.compare_search import DEFAULT_EVALS, search_settings, search_tuner, space_for
-from optimizer.lambda_rules import LambdaRules
-from optimizer.latency_model import LatencyModel
-from optimizer.lengths import token_lengths
-from optimizer.pricing import Pricing
-from optimizer.search_space import LAMBDA_MEMORIES_MB
-from optimizer.workloads import WorkloadSpec, build_workload
+from optimizer.compare.tuning import DEFAULT_EVALS, search_settings, search_tuner, space_for
+from optimizer.compare.workbench import Workbench
+from optimizer.platform.backends import GPU_MEMORY_MB, backend_from_model, make_backend
+from optimizer.platform.lambda_rules import LambdaRules
+from optimizer.platform.latency_model import LatencyModel
+from optimizer.platform.pricing import Pricing
+from optimizer.search.space import LAMBDA_MEMORIES_MB
+from optimizer.workload.lengths import token_lengths
+from optimizer.workload.workloads import WorkloadSpec, build_workload
 
 NO_COLD = LambdaRules(cold_start_ms=0.0)
 

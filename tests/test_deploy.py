@@ -11,9 +11,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from infra import deploy_cmd
-from infra.deploy import run_sam, sam_commands
-from infra.render import render
+from infra.aws.deploy import run_sam, sam_commands
+from infra.aws.render import render
+from infra.cli import deploy as deploy_cmd
 from tests.test_render import VARIED_PLAN, shipped
 from tests.test_template_moto import aws_env, create_stack  # noqa: F401 - the fixture
 

@@ -13,8 +13,8 @@ import pytest
 from moto import mock_aws
 
 from buffers.plan import plan_from_dict
-from infra.dispatcher import QueueDispatcher
-from infra.local_stack import create_resources
+from infra.dispatcher.queue_dispatcher import QueueDispatcher
+from infra.local.stack import create_resources
 
 
 def _plan(mode: str, max_batch: int, timeout_ms: int, concurrency: int = 2) -> Any:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from buffers.plan import default_plan_path, load_plan
-from infra.moto_process import free_port
+from infra.local.moto_process import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
@@ -53,7 +53,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     state_file = tmp_path_factory.mktemp("serve") / "state.json"
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "serve", "--port", str(port),
+        [sys.executable, "-m", "infra.cli.main", "serve", "--port", str(port),
          "--state-file", str(state_file)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         cwd=Path(__file__).resolve().parents[1])
@@ -151,7 +151,7 @@ def test_serve_without_arguments_uses_the_shipped_plan(served):
 
 
 def test_audit_reconciles_the_running_stack(served, capsys):
-    from infra.cli import main
+    from infra.cli.main import main
 
     # every request these tests sent has finished, so nothing may be unaccounted for
     assert main(["audit", "--state-file", served["state_file"], "--json"]) == 0

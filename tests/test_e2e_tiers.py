@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from buffers.plan import default_plan_path, load_plan, plan_from_dict
-from infra.local_stack import LocalStack
+from infra.local.stack import LocalStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 STRICT_MS, RELAXED_MS = 600, 20_000

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from buffers.plan import BufferSpec, DispatchMode, Plan, default_plan_path, load_plan
-from optimizer.estimator import EstimatorContext, estimate
-from optimizer.estimator_batching import batch_formation, forward_counts
-from optimizer.estimator_latency import max_length_pmf
-from optimizer.lambda_rules import LambdaRules
-from optimizer.pricing import Pricing
-from optimizer.simulator import simulate
+from optimizer.estimator.batching import batch_formation, forward_counts
+from optimizer.estimator.estimate import EstimatorContext, estimate
+from optimizer.estimator.latency import max_length_pmf
+from optimizer.platform.lambda_rules import LambdaRules
+from optimizer.platform.pricing import Pricing
+from optimizer.sim.engine import simulate
 
 PRICING = Pricing()
 NO_COLD = LambdaRules(cold_start_ms=0.0)
@@ -289,8 +289,8 @@ class TestInvariants:
 
 
 def test_default_plan_on_the_azure_code_preset():
-    from optimizer.lengths import token_lengths
-    from optimizer.workloads import WorkloadSpec, build_workload
+    from optimizer.workload.lengths import token_lengths
+    from optimizer.workload.workloads import WorkloadSpec, build_workload
 
     workload = build_workload(WorkloadSpec(preset="azure-code", seed=0))
     lengths = token_lengths(workload)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optimizer.fairness import service_curves, token_bucket_admit
+from benchmarks.research.fairness import service_curves, token_bucket_admit
 
 
 def test_token_bucket_admits_the_burst_then_the_rate():

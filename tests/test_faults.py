@@ -16,8 +16,8 @@ import boto3
 import pytest
 
 from buffers.plan import default_plan_path, load_plan, plan_from_dict
-from infra.audit import audit_stack
-from infra.local_stack import LocalStack
+from infra.client.audit import audit_stack
+from infra.local.stack import LocalStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode, openapi
 
 from buffers.plan import default_plan_path, load_plan
-from infra.local_stack import LocalStack
+from infra.local.stack import LocalStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 

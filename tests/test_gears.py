@@ -10,10 +10,10 @@ import pytest
 
 from buffers.gears import GearConfig, GearSelector, GearSet, gears_from_plan
 from buffers.plan import BufferSpec, Plan, PlanError, load_plan, save_plan
-from optimizer.gears import assign_gears, gear_clock, gear_config
-from optimizer.lambda_rules import LambdaRules
-from optimizer.pricing import Pricing
-from optimizer.simulator import simulate
+from optimizer.platform.lambda_rules import LambdaRules
+from optimizer.platform.pricing import Pricing
+from optimizer.search.gears import assign_gears, gear_clock, gear_config
+from optimizer.sim.engine import simulate
 
 TWO = GearConfig(up_rps=(10.0,), down_rps=(5.0,), tau_s=1.0, min_dwell_s=0.0)
 

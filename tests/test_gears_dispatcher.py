@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from buffers.gears import GearConfig, GearSet
-from infra.dispatcher import QueueDispatcher
-from infra.local_stack import create_resources
+from infra.dispatcher.queue_dispatcher import QueueDispatcher
+from infra.local.stack import create_resources
 from tests.test_dispatcher import RecordingInvoke, _depth, _plan, _run_until, _send, sqs
 
 __all__ = ["sqs"]  # the moto SQS fixture, shared with test_dispatcher

@@ -14,7 +14,7 @@ from functions import infer, ingest, results
 from functions.shared import deps
 from functions.shared.model import get_embedder
 from functions.shared.store import DONE, PENDING
-from infra.events import LocalLambdaContext, sqs_event
+from infra.local.events import LocalLambdaContext, sqs_event
 from tests.conftest import AwsStack, load_event
 
 SHORT_TEXT = "a quietly moving film"

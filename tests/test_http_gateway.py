@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from infra.events import LocalLambdaContext, apigw_v2_event, sqs_event
-from infra.http_gateway import HttpGateway, Route, dispatch
+from infra.local.events import LocalLambdaContext, apigw_v2_event, sqs_event
+from infra.local.gateway import HttpGateway, Route, dispatch
 from tests.conftest import load_event
 
 Seen = list[tuple[dict[str, Any], Any]]
@@ -173,7 +173,7 @@ def test_saturated_gateway_answers_429_with_retry_after():
     import urllib.error
     import urllib.request
 
-    from infra.http_gateway import HttpGateway
+    from infra.local.gateway import HttpGateway
 
     release = threading.Event()
 

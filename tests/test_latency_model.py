@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from optimizer.latency_model import (
+from optimizer.platform.latency_model import (
     DEFAULT_CPU_PROFILE,
     MB_PER_VCPU,
     GridPoint,

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from functions import dlq, infer, ingest, results
-from infra.events import LocalLambdaContext, sqs_event
+from infra.local.events import LocalLambdaContext, sqs_event
 
 SECRET_TEXT = "my confidential diagnosis is zebra-quartz-7731"
 
@@ -39,7 +39,7 @@ def _post(text: str) -> dict:
 def test_texts_never_reach_the_logs(aws, embedder, debug_logs, caplog, monkeypatch):
     # GIVEN two requests, one of which the model rejects (a failure path that logs)
     monkeypatch.setenv("MBS_FAULTS", json.dumps({"poison_marker": "zebra"}))
-    from functions.shared import faults
+    from infra.local import faults
 
     faults.reset()
     good = _post("an ordinary sentence")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optimizer.baselines import no_batching_plan
-from optimizer.lambda_rules import LambdaRules
-from optimizer.metrics import CostBreakdown, PlanMetrics, fixed_usd, run_cost, sqs_calls
-from optimizer.pricing import Pricing
-from optimizer.simulator import simulate
+from optimizer.platform.lambda_rules import LambdaRules
+from optimizer.platform.metrics import CostBreakdown, PlanMetrics, fixed_usd, run_cost, sqs_calls
+from optimizer.platform.pricing import Pricing
+from optimizer.sim.baselines import no_batching_plan
+from optimizer.sim.engine import simulate
 
 PRICING = Pricing()
 GB_S_X86 = 0.0000166667

@@ -235,9 +235,9 @@ def test_vtc_protects_quiet_tenants_from_a_noisy_one_in_simulation():
     # which the noisy tenant sends 10/12 and two quiet tenants 1/12 each (well under 1/3)
     import numpy as np
 
-    from optimizer.lambda_rules import LambdaRules
-    from optimizer.pricing import Pricing
-    from optimizer.simulator import PolicyOptions, RequestAttrs, simulate
+    from optimizer.platform.lambda_rules import LambdaRules
+    from optimizer.platform.pricing import Pricing
+    from optimizer.sim.engine import PolicyOptions, RequestAttrs, simulate
 
     plan = plan_from_dict({"version": 1, "max_length": 256, "buffers": [
         {"min_length": 1, "max_length": 256, "max_batch_size": 4, "timeout_ms": 100,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli import main
-from optimizer.latency_model import LatencyModel, load_profile
-from optimizer.profile_cmd import parse_sizes
-from optimizer.profiler import measure_grid, repeats_for, run_profile
+from infra.cli.main import main
+from infra.cli.profile import parse_sizes
+from optimizer.platform.latency_model import LatencyModel, load_profile
+from optimizer.profiling.profiler import measure_grid, repeats_for, run_profile
 
 
 @pytest.mark.model

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli import main
-from optimizer.latency_model import DEFAULT_GPU_PROFILE, LatencyModel, load_profile
-from optimizer.reference_profile import ReferenceError, profile_from_reference
+from infra.cli.main import main
+from optimizer.platform.latency_model import DEFAULT_GPU_PROFILE, LatencyModel, load_profile
+from optimizer.profiling.reference import ReferenceError, profile_from_reference
 
 SHIPPED_REFERENCE = Path("optimizer/profiles/reference/minilm_h100_ms.json")
 # SYNTHETIC, not a measurement: a known t(B, L) whose coefficients the fit must recover.

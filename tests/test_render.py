@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from buffers.plan import DispatchMode, Plan, default_plan_path, load_plan, plan_from_dict
-from infra.render import (
+from infra.aws.render import (
     REPO_ROOT,
     DeployParams,
     build_template,
@@ -22,8 +22,8 @@ from infra.render import (
     samconfig_text,
     template_text,
 )
-from infra.template_buffers import BufferIds, esm_settings, visibility_timeout_s
-from infra.template_common import RenderError, RenderOptions, check_suffixes, logical_suffix
+from infra.aws.template.buffers import BufferIds, esm_settings, visibility_timeout_s
+from infra.aws.template.common import RenderError, RenderOptions, check_suffixes, logical_suffix
 
 # Four managed buffers whose every setting differs, so "equals the plan" cannot pass by accident.
 VARIED_PLAN: dict[str, Any] = {"version": 1, "name": "varied", "max_length": 256, "buffers": [
@@ -207,7 +207,7 @@ def test_routes_need_authorization_unless_auth_mode_none() -> None:
 
 
 def test_every_endpoint_and_resource_has_an_output(plan: Plan) -> None:
-    from infra.sam_offline import references
+    from tests.support.sam_offline import references
 
     template = build_template(plan)
     referenced = set().union(*(references(o["Value"]) for o in template["Outputs"].values()))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.replay_report import DONE, FAILED, PENDING, REJECTED, Outcome, render, summarize
+from infra.client.replay_report import DONE, FAILED, PENDING, REJECTED, Outcome, render, summarize
 
 
 def _done(sent: int, done: int, buffer: str, batch: str, size: int, padded: int, real: int,

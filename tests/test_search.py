@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from buffers.plan import MAX_BATCH_WITHOUT_WINDOW, DispatchMode
-from optimizer.estimator import EstimatorContext, estimate
-from optimizer.lambda_rules import LambdaRules
-from optimizer.pricing import Pricing
-from optimizer.search import CachedEstimator, SimInputs, exhaustive, judge, optimize
-from optimizer.search_space import Encoding, SearchSpace, make_space
+from optimizer.estimator.estimate import EstimatorContext, estimate
+from optimizer.platform.lambda_rules import LambdaRules
+from optimizer.platform.pricing import Pricing
+from optimizer.search.optimize import CachedEstimator, SimInputs, exhaustive, judge, optimize
+from optimizer.search.space import Encoding, SearchSpace, make_space
 
 PRICING = Pricing()
 WARM = LambdaRules(cold_start_ms=0.0)

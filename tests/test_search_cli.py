@@ -9,7 +9,7 @@ import pytest
 
 from buffers.gears import gears_from_plan
 from buffers.plan import load_plan, save_plan
-from infra.cli import main
+from infra.cli.main import main
 
 SLICE = ["--workload", "azure-code", "--start", "600", "--duration", "120"]
 # 15 minutes: long enough that the 6 s cold starts at the start stay under 1% of requests

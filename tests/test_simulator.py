@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from buffers.plan import BufferSpec, DispatchMode, Plan, default_plan_path, load_plan
-from optimizer.baselines import batch_plan, no_batching_plan, triton_plan
-from optimizer.lambda_rules import InstancePool, LambdaRules
-from optimizer.metrics import MB_PER_GB
-from optimizer.pricing import Pricing
-from optimizer.simulator import SimResult, simulate
+from optimizer.platform.lambda_rules import InstancePool, LambdaRules
+from optimizer.platform.metrics import MB_PER_GB
+from optimizer.platform.pricing import Pricing
+from optimizer.sim.baselines import batch_plan, no_batching_plan, triton_plan
+from optimizer.sim.engine import SimResult, simulate
 
 PRICING = Pricing()
 NO_COLD = LambdaRules(cold_start_ms=0.0)
@@ -242,8 +242,8 @@ def test_mbs_simulate_prints_estimated_and_simulated_metrics(monkeypatch: pytest
                                                capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from infra.cli import main
-    from optimizer import latency_model
+    from infra.cli.main import main
+    from optimizer.platform import latency_model
 
     monkeypatch.setattr(latency_model, "load_profile", lambda path=None: ({}, linear))
     assert main(["simulate", "--plan", "batch", "--duration", "120", "--json"]) == 0

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from infra.render import REPO_ROOT, build_template, render
-from infra.template_common import CODE_DIR
+from infra.aws.render import REPO_ROOT, build_template, render
+from infra.aws.template.common import CODE_DIR
 from tests.test_render import shipped
 
 HANDLER_MODULES = ("functions.ingest", "functions.results", "functions.infer", "functions.dlq")
@@ -29,8 +29,8 @@ def _template_handlers(template: dict[str, Any]) -> dict[str, str]:
 
 
 def _local_stack_handlers() -> tuple[dict[str, str], set[str]]:
-    """From infra/local_stack.py: HTTP route -> handler, and every handler it calls."""
-    tree = ast.parse((REPO_ROOT / "infra" / "local_stack.py").read_text())
+    """From infra/local/stack.py: HTTP route -> handler, and every handler it calls."""
+    tree = ast.parse((REPO_ROOT / "infra" / "local" / "stack.py").read_text())
     modules = {alias.asname or alias.name: f"{node.module}.{alias.name}"
                for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                and node.module == "functions" for alias in node.names}

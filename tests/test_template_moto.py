@@ -22,17 +22,17 @@ from moto import mock_aws
 from moto.cloudformation.parsing import get_model_map
 
 from buffers.plan import DispatchMode, Plan, plan_from_dict
-from infra.apply import FullDeployNeeded, execute, plan_actions, read_stack
-from infra.render import REPO_ROOT, build_template, plan_env_json
-from infra.sam_offline import (
+from infra.aws.apply import FullDeployNeeded, execute, plan_actions, read_stack
+from infra.aws.render import REPO_ROOT, build_template, plan_env_json
+from infra.aws.template.buffers import BufferIds, esm_settings, visibility_timeout_s
+from infra.aws.template.common import RenderOptions, logical_suffix
+from tests.support.sam_offline import (
     FAKE_CODE_URI,
     FAKE_IMAGE_URI,
     MANAGED_POLICIES,
     moto_subset,
     sam_transform,
 )
-from infra.template_buffers import BufferIds, esm_settings, visibility_timeout_s
-from infra.template_common import RenderOptions, logical_suffix
 from tests.test_render import VARIED_PLAN, shipped, varied_plan
 
 NOT_IN_MOTO = {"AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Stage", "AWS::ApiGatewayV2::Route",

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from buffers.plan import Plan
-from infra.render import REPO_ROOT, _Dumper, build_template, render
+from infra.aws.render import REPO_ROOT, _Dumper, build_template, render
 from tests.test_render import shipped, varied_plan
 
 pytestmark = pytest.mark.iac

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from optimizer.texts import (
+from optimizer.workload.texts import (
     DEFAULT_LONG_FRACTION,
     TextCorpus,
     corpus_from_texts,

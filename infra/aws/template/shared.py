@@ -1,0 +1,274 @@
+"""Plan-independent parts of the SAM template: parameters, the HTTP API with its authorizer,
+the ingest, results and dead-letter functions (Python zip packages), the table, shared alarms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.aws.template.common import (
+    DELETE_WITH_STACK,
+    DLQ_FUNCTION_TIMEOUT_S,
+    DLQ_HANDLER,
+    INGEST_HANDLER,
+    LAMBDA_TASK_ROOT,
+    LOG_RETENTION_DAYS,
+    NO_VALUE,
+    PYTHON_RUNTIME,
+    RESULTS_HANDLER,
+    TOKENIZER_DIR,
+    RenderOptions,
+    alarm_actions,
+    allow,
+    checkov_skips,
+    getatt,
+    if_,
+    ref,
+    sub,
+)
+
+AUTH_MODES = ("IAM", "JWT", "NONE")
+# (logical prefix, route key, handler): the routes of functions/ingest.py and functions/results.py.
+ROUTES = (
+    ("Ingest", "POST /v1/requests", INGEST_HANDLER),
+    ("Results", "GET /v1/requests/{id}", RESULTS_HANDLER),
+)
+# HTTP API integrations time out after at most 30 s (API Gateway quotas, "HTTP API quotas").
+API_INTEGRATION_TIMEOUT_MS = 29_000
+HTTP_FUNCTION_TIMEOUT_S = 28  # under the integration timeout, so API Gateway sees our error
+
+
+def parameters(has_dispatcher_buffers: bool) -> dict[str, Any]:
+    """Deploy-time choices; plan values are rendered into the template instead."""
+    params: dict[str, Any] = {
+        "AuthMode": {"Type": "String", "AllowedValues": list(AUTH_MODES), "Default": "IAM",
+                     "Description": "API authorization: IAM (SigV4-signed requests, "
+                     "execute-api:Invoke), JWT (an OIDC/OAuth2 issuer; set JwtIssuer and "
+                     "JwtAudience), or NONE, which opens the API to anyone: for testing only."},
+        "JwtIssuer": {"Type": "String", "Default": "",
+                      "Description": "JWT issuer URL (AuthMode=JWT), e.g. a Cognito user pool "
+                      "https://cognito-idp.REGION.amazonaws.com/POOL_ID"},
+        "JwtAudience": {"Type": "CommaDelimitedList", "Default": "",
+                        "Description": "Allowed JWT audiences / app client ids (AuthMode=JWT)"},
+        "SloMs": {"Type": "Number", "Default": 1000, "MinValue": 1,
+                  "Description": "Latency SLO in ms for the per-buffer SLO alarms"},
+        "AlarmTopicArn": {"Type": "String", "Default": "",
+                          "Description": "SNS topic ARN for alarm notifications (empty: none)"},
+        "LogRetentionDays": {"Type": "Number", "Default": 14,
+                             "AllowedValues": list(LOG_RETENTION_DAYS),
+                             "Description": "Retention of the functions' and API's logs"},
+        "ApiThrottleRatePerS": {"Type": "Number", "Default": 100, "MinValue": 1,
+                                "Description": "Steady-state request rate limit of the API"},
+        "ApiThrottleBurst": {"Type": "Number", "Default": 200, "MinValue": 1,
+                             "Description": "Burst request limit of the API"},
+    }
+    if has_dispatcher_buffers:
+        params["DispatcherBuffers"] = {
+            "Type": "String", "AllowedValues": ["ManagedFallback", "Off"],
+            "Default": "ManagedFallback",
+            "Description": "Buffers planned for dispatcher mode. ManagedFallback: an SQS event "
+            "source mapping with the nearest managed settings (timeout rounded up to whole "
+            "seconds). Off: no mapping; the queue waits for an external dispatcher, which this "
+            "template does not ship (README, Deploying to AWS)."}
+    return params
+
+
+def conditions(has_dispatcher_buffers: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "AuthIsIam": {"Fn::Equals": [ref("AuthMode"), "IAM"]},
+        "AuthIsJwt": {"Fn::Equals": [ref("AuthMode"), "JWT"]},
+        "HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [ref("AlarmTopicArn"), ""]}]},
+    }
+    if has_dispatcher_buffers:
+        out["DispatcherFallback"] = {"Fn::Equals": [ref("DispatcherBuffers"), "ManagedFallback"]}
+    return out
+
+
+def rules() -> dict[str, Any]:
+    """A JWT authorizer without an issuer would accept no token: refuse it at deploy time."""
+    return {"JwtNeedsIssuer": {
+        "RuleCondition": {"Fn::Equals": [ref("AuthMode"), "JWT"]},
+        "Assertions": [{"Assert": {"Fn::Not": [{"Fn::Equals": [ref("JwtIssuer"), ""]}]},
+                        "AssertDescription": "AuthMode=JWT needs JwtIssuer"}]}}
+
+
+_HTTP_FUNCTION_SKIPS = checkov_skips(
+    ("CKV_AWS_116", "Invoked synchronously by API Gateway, which returns the error to the "
+                    "client; an asynchronous-invocation DLQ would never receive anything."),
+    ("CKV_AWS_117", "The function calls only SQS, DynamoDB and CloudWatch Logs public "
+                    "endpoints; a VPC would add NAT cost and cold-start latency for nothing."),
+    ("CKV_AWS_115", "The API stage's throttling (ApiThrottleRatePerS, ApiThrottleBurst) caps "
+                    "load; reserving concurrency fails on accounts with the default quota."),
+    ("CKV_AWS_173", "The variables hold no secrets (table name, queue URLs, the plan); Lambda "
+                    "encrypts them at rest with an AWS managed key."),
+)
+
+
+_DLQ_FUNCTION_SKIPS = checkov_skips(
+    ("CKV_AWS_116", "This function consumes the dead-letter queues; a record it fails on stays "
+                    "in its DLQ (14 days) and raises the DLQ depth alarm."),
+    ("CKV_AWS_117", "The function calls only SQS, DynamoDB and CloudWatch Logs public "
+                    "endpoints; a VPC would add NAT cost and ENI set-up for nothing."),
+    ("CKV_AWS_115", "Concurrency is capped by each DLQ mapping's MaximumConcurrency (2)."),
+    ("CKV_AWS_173", "The variables hold no secrets (table name, queue URLs, the plan); Lambda "
+                    "encrypts them at rest with an AWS managed key."),
+)
+
+
+def _zip_function(prefix: str, handler: str, memory_mb: int, timeout_s: int,
+                  policies: list[Any], opts: RenderOptions, extra_env: dict[str, str],
+                  skips: dict[str, Any]) -> dict[str, Any]:
+    return {"Type": "AWS::Serverless::Function", "Metadata": skips,
+            "Properties": {
+                "Description": f"MBS {prefix.lower()}: {handler}",
+                "CodeUri": opts.code_dir, "Handler": handler, "Runtime": PYTHON_RUNTIME,
+                "MemorySize": memory_mb, "Timeout": timeout_s,
+                "Environment": {"Variables": {"POWERTOOLS_SERVICE_NAME": prefix.lower(),
+                                              **extra_env}},
+                "Policies": policies}}
+
+
+def functions(queue_ids: list[str], dlq_ids: list[str], opts: RenderOptions) -> dict[str, Any]:
+    """The ingest, results and dead-letter functions (zip packages built by `sam build`)."""
+    table = getatt("ResultsTable", "Arn")
+    ingest_policies = [
+        # PENDING write, FAILED on enqueue error (a conditional update, then a consistent read).
+        allow(["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"], table),
+        # Enqueue, and read the depth for backpressure (functions/ingest.py). Listed exactly:
+        # SAM's SQSSendMessagePolicy grants the wildcard sqs:SendMessage*.
+        allow(["sqs:SendMessage", "sqs:GetQueueAttributes"], [getatt(q, "Arn") for q in queue_ids]),
+    ]
+    results_policies = [allow(["dynamodb:GetItem"], table)]
+    # functions/dlq.py reads the request, then marks it FAILED (a conditional update).
+    dlq_policies = [
+        allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], table),
+        *({"SQSPollerPolicy": {"QueueName": getatt(q, "QueueName")}} for q in dlq_ids),
+    ]
+    tokenizer = {"MBS_MODEL_DIR": f"{LAMBDA_TASK_ROOT}/{TOKENIZER_DIR}"}
+    out = {
+        "IngestFunction": _zip_function("Ingest", INGEST_HANDLER, opts.ingest_memory_mb,
+                                        HTTP_FUNCTION_TIMEOUT_S, ingest_policies, opts,
+                                        tokenizer, _HTTP_FUNCTION_SKIPS),
+        "ResultsFunction": _zip_function("Results", RESULTS_HANDLER, opts.results_memory_mb,
+                                         HTTP_FUNCTION_TIMEOUT_S, results_policies, opts, {},
+                                         _HTTP_FUNCTION_SKIPS),
+        "DlqFunction": _zip_function("Dlq", DLQ_HANDLER, opts.results_memory_mb,
+                                     DLQ_FUNCTION_TIMEOUT_S, dlq_policies, opts, {},
+                                     _DLQ_FUNCTION_SKIPS),
+    }
+    for prefix in ("Ingest", "Results", "Dlq"):
+        out[f"{prefix}LogGroup"] = _log_group(sub(f"/aws/lambda/${{{prefix}Function}}"))
+    return out
+
+
+def _log_group(name: Any) -> dict[str, Any]:
+    return {"Type": "AWS::Logs::LogGroup", **DELETE_WITH_STACK,
+            "Metadata": checkov_skips(("CKV_AWS_158", "The logs hold no request text; "
+                                       "CloudWatch Logs encrypts them at rest by default.")),
+            "Properties": {"LogGroupName": name, "RetentionInDays": ref("LogRetentionDays")}}
+
+
+def api() -> dict[str, Any]:
+    """HTTP API, $default stage with access logs and throttling, routes, authorizer."""
+    out: dict[str, Any] = {
+        "HttpApi": {"Type": "AWS::ApiGatewayV2::Api", "Properties": {
+            "Name": sub("${AWS::StackName}-api"), "ProtocolType": "HTTP",
+            "Description": "MBS: POST /v1/requests, GET /v1/requests/{id}"}},
+        "ApiAccessLogGroup": _log_group(sub("/mbs/${AWS::StackName}/api-access")),
+        "ApiStage": {"Type": "AWS::ApiGatewayV2::Stage", "Properties": {
+            "ApiId": ref("HttpApi"), "StageName": "$default", "AutoDeploy": True,
+            "AccessLogSettings": {"DestinationArn": getatt("ApiAccessLogGroup", "Arn"),
+                                  "Format": _ACCESS_LOG_FORMAT},
+            "DefaultRouteSettings": {"ThrottlingRateLimit": ref("ApiThrottleRatePerS"),
+                                     "ThrottlingBurstLimit": ref("ApiThrottleBurst")}}},
+        "JwtAuthorizer": {"Type": "AWS::ApiGatewayV2::Authorizer", "Condition": "AuthIsJwt",
+                          "Properties": {
+                              "ApiId": ref("HttpApi"), "Name": "jwt", "AuthorizerType": "JWT",
+                              "IdentitySource": ["$request.header.Authorization"],
+                              "JwtConfiguration": {"Issuer": ref("JwtIssuer"),
+                                                   "Audience": ref("JwtAudience")}}},
+    }
+    for prefix, route_key, _ in ROUTES:
+        method, path = route_key.split(" ")
+        arn_path = path.replace("{id}", "*")
+        out[f"{prefix}Integration"] = {"Type": "AWS::ApiGatewayV2::Integration", "Properties": {
+            "ApiId": ref("HttpApi"), "IntegrationType": "AWS_PROXY",
+            "IntegrationUri": getatt(f"{prefix}Function", "Arn"),
+            "PayloadFormatVersion": "2.0", "TimeoutInMillis": API_INTEGRATION_TIMEOUT_MS}}
+        out[f"{prefix}Route"] = {"Type": "AWS::ApiGatewayV2::Route", "Properties": {
+            "ApiId": ref("HttpApi"), "RouteKey": route_key,
+            "Target": sub(f"integrations/${{{prefix}Integration}}"),
+            "AuthorizationType": if_("AuthIsIam", "AWS_IAM", if_("AuthIsJwt", "JWT", "NONE")),
+            "AuthorizerId": if_("AuthIsJwt", ref("JwtAuthorizer"), NO_VALUE)}}
+        out[f"{prefix}ApiPermission"] = {"Type": "AWS::Lambda::Permission", "Properties": {
+            "Action": "lambda:InvokeFunction", "FunctionName": ref(f"{prefix}Function"),
+            "Principal": "apigateway.amazonaws.com",
+            "SourceArn": sub("arn:${AWS::Partition}:execute-api:${AWS::Region}:"
+                             f"${{AWS::AccountId}}:${{HttpApi}}/*/{method}{arn_path}")}}
+    return out
+
+
+_ACCESS_LOG_FORMAT = ('{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",'
+                      '"routeKey":"$context.routeKey","status":"$context.status",'
+                      '"latencyMs":"$context.responseLatency",'
+                      '"integrationError":"$context.integrationErrorMessage"}')
+
+
+def table() -> dict[str, Any]:
+    """Results: one item per request, key id (S), TTL on expires_at_s, encrypted, on demand."""
+    return {"ResultsTable": {
+        "Type": "AWS::DynamoDB::Table",
+        **DELETE_WITH_STACK,  # results expire within days anyway
+        "Metadata": checkov_skips(("CKV_AWS_119", "Encrypted at rest with the AWS managed KMS "
+                                   "key aws/dynamodb (SSEEnabled); a customer managed key adds "
+                                   "cost and no value for embeddings that expire in days.")),
+        "Properties": {
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            "TimeToLiveSpecification": {"AttributeName": "expires_at_s", "Enabled": True},
+            "SSESpecification": {"SSEEnabled": True},
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}}}}
+
+
+def _count_alarm(description: str, namespace: str, metric: str,
+                 dimension: tuple[str, Any]) -> dict[str, Any]:
+    """Any occurrence in a minute alarms (Sum > 0)."""
+    return {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "AlarmDescription": description, "Namespace": namespace, "MetricName": metric,
+        "Dimensions": [{"Name": dimension[0], "Value": dimension[1]}],
+        "Statistic": "Sum", "Period": 60, "EvaluationPeriods": 1, "Threshold": 0,
+        "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching",
+        "AlarmActions": alarm_actions()}}
+
+
+def shared_alarms() -> dict[str, Any]:
+    """API 5xx, and dead letters: each DLQ consumer invocation handles requests that FAILED."""
+    return {
+        "Api5xxAlarm": _count_alarm("MBS API: 5xx responses (ingest or results failing)",
+                                    "AWS/ApiGateway", "5xx", ("ApiId", ref("HttpApi"))),
+        "DeadLettersAlarm": _count_alarm(
+            "MBS: requests dead-lettered after their retries (marked FAILED)", "AWS/Lambda",
+            "Invocations", ("FunctionName", ref("DlqFunction"))),
+    }
+
+
+def shared_outputs() -> dict[str, Any]:
+    def out(description: str, value: Any) -> dict[str, Any]:
+        return {"Description": description, "Value": value}
+
+    return {
+        "ApiUrl": out("Base URL of the HTTP API", getatt("HttpApi", "ApiEndpoint")),
+        "ApiId": out("HTTP API id", ref("HttpApi")),
+        "AuthMode": out("API authorization in force", ref("AuthMode")),
+        "SubmitEndpoint": out("POST a request here", sub("${HttpApi.ApiEndpoint}/v1/requests")),
+        "ResultEndpoint": out("GET a result here", sub("${HttpApi.ApiEndpoint}/v1/requests/{id}")),
+        "ResultsTableName": out("DynamoDB results table", ref("ResultsTable")),
+        "ResultsTableArn": out("DynamoDB results table ARN", getatt("ResultsTable", "Arn")),
+        "IngestFunctionName": out("ingest function", ref("IngestFunction")),
+        "IngestFunctionArn": out("ingest function ARN", getatt("IngestFunction", "Arn")),
+        "ResultsFunctionName": out("results function", ref("ResultsFunction")),
+        "ResultsFunctionArn": out("results function ARN", getatt("ResultsFunction", "Arn")),
+        "DlqFunctionName": out("dead-letter consumer function", ref("DlqFunction")),
+        "DashboardName": out("CloudWatch dashboard", ref("Dashboard")),
+        "ApiAccessLogGroupName": out("API access logs", ref("ApiAccessLogGroup")),
+    }

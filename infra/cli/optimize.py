@@ -1,0 +1,213 @@
+"""`mbs optimize`: search a plan for a workload and an SLO, re-check it in the simulator, write it.
+
+The plan file's meta records what the plan was made for (workload, profile, pricing, SLO, mode,
+seed) and what it is predicted to do (modelled by the estimator, simulated by the replay).
+With --gears, meta["gears"] holds one batching per load level (buffers/gears.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from buffers.plan import Plan, save_plan
+from optimizer.platform.latency_model import DEFAULT_CPU_PROFILE
+from optimizer.platform.metrics import PlanMetrics
+
+DEFAULT_EVALS = 3000  # plan estimates: 60 GP rounds, then the polish; 15-30 s here
+_FIGURES = (("cost $/1M requests (batching)", "cost_per_million_usd", "{:.4f}"),
+            ("cost $/1M requests (total)", "total_cost_per_million_usd", "{:.4f}"),
+            ("p50 ms", "p50_ms", "{:.0f}"), ("p95 ms", "p95_ms", "{:.0f}"),
+            ("p99 ms", "p99_ms", "{:.0f}"), ("SLO attainment", "slo_attainment", "{:.2%}"),
+            ("padding overhead", "padding_overhead", "{:.1%}"),
+            ("invocations", "invocations", "{:.0f}"), ("mean batch", "mean_batch_size", "{:.2f}"),
+            ("cold starts", "cold_starts", "{:.0f}"))
+
+
+class _Bars:
+    """A tqdm bar on stderr over the budget of plan estimates (none if stderr is no terminal)."""
+
+    def __init__(self, desc: str = "search") -> None:
+        self.desc, self.bar = desc, None
+
+    def __call__(self, done: int, total: int, best: float | None) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None or done < self.bar.n:  # a new search (the next gear)
+            self.close()
+            self.bar = tqdm(total=total, desc=self.desc, unit="plan", file=sys.stderr,
+                            leave=False, disable=None)
+        self.bar.set_postfix_str("best (modelled) " + (f"${best:.4f}/1M" if best else "none"),
+                                 refresh=False)
+        self.bar.update(min(done, total) - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _profile_meta(path: str | None, profile: dict[str, Any]) -> dict[str, Any]:
+    keys = ("device", "device_name", "date", "torch", "threads", "model")
+    return {"path": str(path or DEFAULT_CPU_PROFILE), **{k: profile.get(k) for k in keys}}
+
+
+def plan_meta(args: argparse.Namespace, description: str, arrivals_s: np.ndarray,
+              profile: dict[str, Any], pricing: Any, result: Any) -> dict[str, Any]:
+    """What the plan was made for and what it is predicted to do."""
+    span_s = float(arrivals_s[-1] - arrivals_s[0]) if arrivals_s.size > 1 else 0.0
+    return {
+        "generated_by": "mbs optimize",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "workload": {"description": description, "requests": int(arrivals_s.size),
+                     "span_s": span_s},
+        "profile": _profile_meta(args.profile, profile),
+        "pricing": {"path": args.pricing, "as_of": pricing.as_of, "region": pricing.region,
+                    "version": pricing.version, "arch": args.arch},
+        "slo_ms": args.slo_ms, "percentile": args.percentile, "mode": args.mode,
+        "arch": args.arch, "max_buffers": args.max_buffers, "seed": args.search_seed,
+        "search": {"budget": args.evals, "evaluations": result.evaluations,
+                   "wall_s": round(result.wall_s, 3), "message": result.message,
+                   "rechecks": len(result.rechecks)},
+        "predicted": {"modelled": result.estimated.to_dict(),
+                      "simulated": result.simulated.to_dict()},
+    }
+
+
+def render(plan: Plan, modelled: PlanMetrics, simulated: PlanMetrics, head: list[str]) -> str:
+    """The plan's buffers, then modelled against simulated figures."""
+    lines = [*head, f"plan: {len(plan.buffers)} buffer(s)",
+             "  buffer       lengths   batch  timeout ms  memory MB  concurrency  mode"]
+    for s in plan.buffers:
+        lines.append(f"  {s.name:<12} {s.min_length:>3}-{s.max_length:<4} {s.max_batch_size:>6} "
+                     f"{s.timeout_ms:>11} {s.memory_mb:>10} {s.max_concurrency:>12}  "
+                     f"{s.dispatch_mode.value}")
+    lines.append(f"  {'figure':<30} {'modelled':>12} {'simulated':>12}")
+    for label, attr, fmt in _FIGURES:
+        lines.append(f"  {label:<30} {fmt.format(getattr(modelled, attr)):>12} "
+                     f"{fmt.format(getattr(simulated, attr)):>12}")
+    return "\n".join(lines)
+
+
+def _gears(args: argparse.Namespace, plan: Plan, sim: Any, space: Any, bars: _Bars) -> Any:
+    from optimizer.search.gears import plan_gears
+
+    return plan_gears(plan, sim, space, args.slo_ms, args.percentile, max(args.evals // 4, 50),
+                      args.search_seed, progress=bars)
+
+
+def _gear_lines(gears: Any, percentile: float) -> list[str]:
+    cfg = gears.gears.config
+    lines = [f"gears: {cfg.gears} (switch up at {', '.join(f'{r:.2f}' for r in cfg.up_rps)} "
+             f"req/s, down at {', '.join(f'{r:.2f}' for r in cfg.down_rps)} req/s, "
+             f"dwell {cfg.min_dwell_s:g} s)"]
+    for g, plan in enumerate(gears.gears.plans):
+        lines.append(f"  gear {g}: {gears.requests[g]} requests; batch/timeout ms " + ", ".join(
+            f"{s.max_batch_size}/{s.timeout_ms}" for s in plan.buffers))
+    lines.append(f"  simulated on the whole trace: static ${gears.static.cost_per_million_usd:.4f}"
+                 f"/1M, p{percentile:g} {gears.static_percentile_ms:.0f} ms; geared "
+                 f"${gears.geared.cost_per_million_usd:.4f}/1M, p{percentile:g} "
+                 f"{gears.geared_percentile_ms:.0f} ms"
+                 + ("" if gears.meets_slo else " (misses the SLO: gears not written)"))
+    return lines
+
+
+def make_cmd(workload_spec: Any) -> Any:
+    def cmd_optimize(args: argparse.Namespace) -> int:
+        from optimizer.estimator.estimate import EstimatorContext
+        from optimizer.platform.latency_model import load_profile
+        from optimizer.platform.pricing import load_pricing
+        from optimizer.search.optimize import SimInputs, optimize
+        from optimizer.search.space import make_space
+        from optimizer.workload.lengths import token_lengths
+        from optimizer.workload.workloads import build_workload
+
+        if args.search_seed is None:
+            args.search_seed = args.seed
+        spec = workload_spec(args)
+        workload = build_workload(spec)
+        lengths = token_lengths(workload)
+        profile, model = load_profile(args.profile)
+        pricing = load_pricing(args.pricing)
+        space = make_space(args.mode, args.max_buffers, args.arch, slo_ms=args.slo_ms)
+        ctx = EstimatorContext.build(workload.arrivals_s, lengths, model, pricing, args.slo_ms,
+                                     arch=args.arch)
+        sim = SimInputs(workload.arrivals_s, lengths, model, pricing)
+        bars = _Bars()
+        try:
+            result = optimize(ctx, sim, space, args.slo_ms, args.percentile, args.evals,
+                              args.search_seed, bars)
+        finally:
+            bars.close()
+        if not result.feasible:
+            print(f"mbs optimize: no plan written: {result.message}", file=sys.stderr)
+            return 1
+        plan = Plan(buffers=result.plan.buffers, name="mbs-optimized", meta=plan_meta(
+            args, spec.describe(), workload.arrivals_s, profile, pricing, result))
+        gears = None
+        if args.gears:
+            gear_bars = _Bars("gears")
+            try:
+                gears = _gears(args, plan, sim, space, gear_bars)
+            finally:
+                gear_bars.close()
+            if gears.meets_slo:
+                plan.meta["gears"] = gears.meta()
+        save_plan(plan, args.out)
+        head = [f"mbs optimize: {spec.describe()}, {workload.count} requests; SLO "
+                f"p{args.percentile:g} <= {args.slo_ms:g} ms; {args.mode} mode, {args.arch}",
+                f"search: {result.evaluations} of {args.evals} plans estimated in "
+                f"{result.wall_s:.1f} s (seed {args.search_seed}); {result.message}"]
+        if args.json:
+            out = {"plan": plan.to_dict(), "out": str(Path(args.out)),
+                   "search": plan.meta["search"]}
+            print(json.dumps(out, indent=2, default=str))
+        else:
+            print(render(plan, result.estimated, result.simulated, head))
+            if gears is not None:
+                print("\n".join(_gear_lines(gears, args.percentile)))
+            print(f"wrote {args.out}")
+        return 0
+
+    return cmd_optimize
+
+
+def register(sub: Any, add_workload_flags: Any, workload_spec: Any) -> None:
+    """Add `mbs optimize` to the CLI's subparsers."""
+    parser = sub.add_parser(
+        "optimize", help="find the cheapest plan that meets a latency SLO (modelled)",
+        description="Bayesian search (GP, scikit-optimize) over the number of buffers, their "
+        "length boundaries and each buffer's batch size, timeout and memory, scored by the "
+        "analytical estimator; the winner is re-checked by the simulator before it is written.")
+    parser.add_argument("--slo-ms", type=float, default=1000.0, metavar="MS",
+                        help="latency SLO (default 1000)")
+    parser.add_argument("--percentile", type=float, default=99.0, metavar="P",
+                        help="the SLO's percentile, 0 < P < 100 (default 99)")
+    parser.add_argument("--mode", choices=["managed", "dispatcher"], default="dispatcher",
+                        help="dispatch mode the plan is for (default dispatcher)")
+    parser.add_argument("--arch", choices=["x86", "arm64"], default="x86",
+                        help="Lambda architecture, for its price (default x86)")
+    parser.add_argument("--max-buffers", type=int, default=4, metavar="K",
+                        help="at most K buffers (default 4)")
+    parser.add_argument("--evals", type=int, default=DEFAULT_EVALS, metavar="N",
+                        help=f"budget of plan estimates: 1 in 25 GP ask/tell rounds (8-60), "
+                             f"the rest a local polish (default {DEFAULT_EVALS})")
+    parser.add_argument("--search-seed", type=int, default=None, metavar="S",
+                        help="seed of the search (default: --seed)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="latency profile JSON (default: the shipped CPU profile)")
+    parser.add_argument("--pricing", metavar="FILE", help="pricing overrides JSON")
+    parser.add_argument("--out", required=True, metavar="PLAN",
+                        help="where to write the plan (atomically)")
+    parser.add_argument("--gears", action="store_true",
+                        help="also plan one batching per load level into meta.gears")
+    parser.add_argument("--json", action="store_true",
+                        help="print the plan and the search summary as JSON")
+    add_workload_flags(parser, duration=None)
+    parser.set_defaults(func=make_cmd(workload_spec))

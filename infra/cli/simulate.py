@@ -1,0 +1,133 @@
+"""`mbs simulate`: replay a workload through a plan in the discrete-event simulator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from buffers.plan import Plan, default_plan_path, load_plan
+from optimizer.platform.metrics import BufferMetrics, PlanMetrics
+from optimizer.platform.pricing import load_pricing
+from optimizer.sim.engine import PolicyOptions, PolicyType, RequestAttrs, simulate
+from optimizer.workload.lengths import token_lengths
+from optimizer.workload.workloads import build_workload
+
+_COLUMNS = ("buffer", "requests", "invocations", "batch", "padding", "p50 ms", "p95 ms",
+            "p99 ms", "in SLO", "cold", "$/1M batching", "$/1M total")
+
+
+def resolve_plan(value: str | None) -> Plan:
+    """A plan file path, or the name of a shipped plan (default, batch, managed)."""
+    if value is None:
+        return load_plan(default_plan_path())
+    path = Path(value)
+    return load_plan(path if path.suffix == ".json" or path.exists() else default_plan_path(value))
+
+
+def _row(name: str, m: BufferMetrics) -> tuple[str, ...]:
+    return (name, f"{m.requests:.0f}", f"{m.invocations:.0f}", f"{m.mean_batch_size:.2f}",
+            f"{m.padding_overhead:.1%}", f"{m.p50_ms:.0f}", f"{m.p95_ms:.0f}", f"{m.p99_ms:.0f}",
+            f"{m.slo_attainment:.2%}", f"{m.cold_starts:.0f}", f"{m.cost_per_million_usd:.3f}",
+            f"{m.total_cost_per_million_usd:.3f}")
+
+
+def render(metrics: PlanMetrics, title: str) -> str:
+    """A table: one row per buffer, then the simulated totals."""
+    rows = [_COLUMNS, *(_row(n, m) for n, m in metrics.per_buffer.items()),
+            _row("simulated total", metrics)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    lines = [title]
+    for i, row in enumerate(rows):
+        if i == len(rows) - 1:
+            lines.append("  ".join("-" * w for w in widths))
+        lines.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w)
+                               for j, (c, w) in enumerate(zip(row, widths, strict=True))))
+    cost = metrics.cost
+    lines.append(f"simulated cost (USD): infer compute {cost.infer_compute_usd:.6f}, infer "
+                 f"requests {cost.infer_request_usd:.6f}, queue {cost.queue_usd:.6f}, api "
+                 f"{cost.api_usd:.6f}, ingest+results {cost.ingest_usd:.6f}, store "
+                 f"{cost.store_usd:.6f}; total {cost.total_usd:.6f}")
+    return "\n".join(lines)
+
+
+_COMPARED = ("cost_per_million_usd", "p50_ms", "p95_ms", "p99_ms", "slo_attainment",
+             "padding_overhead", "invocations")
+
+
+def relative_errors(estimated: dict[str, Any], simulated: dict[str, Any]) -> dict[str, Any]:
+    """(estimated - simulated) / simulated per figure; None where the simulated value is 0."""
+    return {k: (estimated[k] - simulated[k]) / simulated[k] if simulated[k] else None
+            for k in _COMPARED}
+
+
+def render_side_by_side(estimated: dict[str, Any], simulated: dict[str, Any]) -> str:
+    """The estimator's whole-plan figures beside the simulator's, with relative errors."""
+    errors = relative_errors(estimated, simulated)
+    lines = ["", f"{'figure':<22}{'estimated':>14}{'simulated':>14}{'rel. error':>12}"]
+    for key in _COMPARED:
+        err = errors[key]
+        lines.append(f"{key:<22}{estimated[key]:>14.4g}{simulated[key]:>14.4g}"
+                     f"{'-' if err is None else f'{err:+.1%}':>12}")
+    lines.append("estimated: the analytical estimator (modelled); simulated: the discrete-event "
+                 "simulator on the exact trace (modelled)")
+    return "\n".join(lines)
+
+
+def make_cmd(workload_spec: Any) -> Any:
+    def cmd_simulate(args: argparse.Namespace) -> int:
+        if not args.slo_ms > 0:
+            raise ValueError(f"--slo-ms must be > 0, got {args.slo_ms}")
+        plan = resolve_plan(args.plan)
+        spec = workload_spec(args)
+        workload = build_workload(spec)
+        from optimizer.platform.latency_model import load_profile
+
+        _, model = load_profile(args.profile)
+        # Every request carries the SLO as its deadline (the deadline policy's input).
+        options = PolicyOptions(name=args.policy, attrs=RequestAttrs(
+            slo_ms=[args.slo_ms] * workload.count))
+        lengths = token_lengths(workload)
+        pricing = load_pricing(args.pricing)
+        result = simulate(plan, workload.arrivals_s, lengths, model, pricing, args.slo_ms,
+                          policy=options)
+        from optimizer.estimator.estimate import EstimatorContext, estimate
+
+        context = EstimatorContext.build(workload.arrivals_s, lengths, model, pricing,
+                                         args.slo_ms)
+        estimated = estimate(plan, context).to_dict()
+        simulated = result.metrics.to_dict()
+        if args.json:
+            print(json.dumps({"estimated": estimated, "simulated": simulated,
+                              "relative_error": relative_errors(estimated, simulated)},
+                             indent=2))
+        else:
+            print(render(result.metrics, f"simulated: plan {plan.name!r}, policy "
+                                         f"{args.policy or plan.policy} on {spec.describe()}, "
+                                         f"SLO {args.slo_ms:g} ms"))
+            print(render_side_by_side(estimated, simulated))
+        return 0
+
+    return cmd_simulate
+
+
+def register(sub: Any, add_workload_flags: Any, workload_spec: Any) -> None:
+    """Add `mbs simulate` to the CLI's subparsers."""
+    parser = sub.add_parser("simulate", help="replay a workload through a plan, simulated",
+                            description="Replay the workload's exact arrivals and token lengths "
+                            "through the plan's buffers under Lambda's rules (concurrency, cold "
+                            "starts, 1 ms billing) and report cost and latency, beside the "
+                            "analytical estimator's figures and their relative error.")
+    parser.add_argument("--plan", help="plan file or shipped plan name (default: default)")
+    parser.add_argument("--slo-ms", type=float, default=1000.0, metavar="MS",
+                        help="latency SLO for the attainment figure (default 1000)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="latency profile JSON (default: the shipped CPU profile)")
+    parser.add_argument("--pricing", metavar="FILE", help="pricing overrides JSON")
+    parser.add_argument("--policy", choices=[p.value for p in PolicyType],
+                        help="batching policy (default: the plan's)")
+    parser.add_argument("--json", action="store_true",
+                        help='print {"estimated": ..., "simulated": ..., "relative_error": ...}')
+    add_workload_flags(parser, duration=None)
+    parser.set_defaults(func=make_cmd(workload_spec))

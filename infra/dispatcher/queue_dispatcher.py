@@ -1,0 +1,207 @@
+"""Reads the buffer queues, forms batches with the pure batcher, invokes infer, deletes on success.
+
+SQS stays the durable log: a message is deleted only after the infer function reported it done
+(its result is stored). Two modes, as the plan says per buffer:
+- managed: emulates the SQS event source mapping. Receives up to 10 messages a call, and the
+  batching window starts when the first record of a batch is received (AWS Lambda developer
+  guide, "batching window"); the plan validator enforces whole seconds and BatchSize rules.
+- dispatcher: millisecond timers that start at the request's enqueue time, so the timeout bounds
+  the whole queueing delay.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from buffers.batcher import Batch, MultiBufferBatcher, Request
+from buffers.gears import GearSelector, GearSet, check_layout
+from buffers.plan import DispatchMode, Plan
+from buffers.policies import BatchPolicy, Predictor
+from infra.local.events import sqs_event
+from infra.local.faults import InjectedCrash
+
+log = logging.getLogger("mbs.dispatcher")
+Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]  # (buffer name, SQS event) -> response
+RECEIVE_WAIT_S = 1  # long poll; short enough that shutdown takes about a second
+
+
+@dataclass
+class DispatchStats:
+    batches: Counter = field(default_factory=Counter)
+    requests: Counter = field(default_factory=Counter)
+    failed_items: int = 0
+    invoke_errors: int = 0
+
+
+def _request_from_message(message: dict[str, Any], mode: DispatchMode, now_s: float,
+                          default_slo_ms: float | None) -> Request:
+    try:
+        body = json.loads(message["Body"])
+        length = int(body["length"])
+        enqueued_s = int(body["enqueued_at_ms"]) / 1000.0
+        tenant = str(body.get("tenant") or "default")
+        slo_ms = body.get("slo_ms") or default_slo_ms
+    except (KeyError, TypeError, ValueError, AttributeError):
+        # A malformed message still goes to infer, which reports it failed (then the DLQ).
+        length, enqueued_s, tenant, slo_ms = 1, now_s, "default", default_slo_ms
+    arrival_s = enqueued_s if mode is DispatchMode.DISPATCHER else now_s
+    deadline_s = None if slo_ms is None else enqueued_s + float(slo_ms) / 1000.0
+    return Request(id=message["MessageId"], length=max(1, length),
+                   arrival_s=min(arrival_s, now_s), tenant=tenant, deadline_s=deadline_s,
+                   payload=message)
+
+
+class QueueDispatcher:
+    """One receiver thread per buffer queue, one batching loop, a worker pool per buffer."""
+
+    def __init__(self, plan: Plan, sqs: Any, queue_urls: dict[str, str],
+                 queue_arns: dict[str, str], invoke: Invoke,
+                 clock: Callable[[], float] = time.time, policy: BatchPolicy | None = None,
+                 predict_ms: Predictor | None = None,
+                 default_slo_ms: float | None = None, gears: GearSet | None = None) -> None:
+        self.plan = plan
+        self.stats = DispatchStats()
+        self._sqs, self._urls, self._arns = sqs, queue_urls, queue_arns
+        self._invoke, self._clock = invoke, clock
+        self._predict_ms, self._default_slo_ms = predict_ms, default_slo_ms
+        self._batcher = MultiBufferBatcher(plan, policy)
+        # Gears (buffers/gears.py): one batcher per gear over the plan's queues; received
+        # messages go to the active gear's, and buffered ones leave under their gear's rules.
+        self._batchers = [self._batcher]
+        self._selector = None if gears is None else GearSelector(gears.config)
+        if gears is not None:
+            check_layout(plan, gears.plans[0], "the gear set")
+            self._batchers = [MultiBufferBatcher(p, self._batcher.policy) for p in gears.plans]
+        self._policy_lock = threading.Lock()  # workers report completions from their threads
+        self._inbox: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._pools = [ThreadPoolExecutor(max_workers=s.max_concurrency,
+                                          thread_name_prefix=f"infer-{s.name}")
+                       for s in plan.buffers]
+        self._in_flight = [threading.Semaphore(2 * s.max_concurrency) for s in plan.buffers]
+        self._threads = [threading.Thread(target=self._receive, args=(i,), daemon=True,
+                                          name=f"receive-{s.name}")
+                         for i, s in enumerate(plan.buffers)]
+        self._threads.append(threading.Thread(target=self._loop, daemon=True, name="dispatch"))
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, drain: bool = True) -> None:
+        """Stop receiving; with drain, flush what is buffered and wait for running batches."""
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=RECEIVE_WAIT_S + 5)
+        if drain:
+            self._move_inbox()
+            for batcher in self._batchers:
+                for batch in batcher.drain(self._clock()):
+                    self._submit(batch)
+        for pool in self._pools:
+            pool.shutdown(wait=drain)
+
+    def _receive(self, index: int) -> None:
+        spec = self.plan.buffers[index]
+        url = self._urls[spec.name]
+        while not self._stop.is_set():
+            # Backpressure: hold off receiving while this buffer's workers are all busy, so
+            # unreceived messages stay durable in SQS instead of piling up in memory.
+            if not self._in_flight[index].acquire(timeout=0.5):
+                continue
+            self._in_flight[index].release()
+            try:
+                reply = self._sqs.receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=RECEIVE_WAIT_S,
+                    AttributeNames=["All"])
+            except Exception:
+                if not self._stop.is_set():
+                    log.exception("receive failed on %s", spec.name)
+                    self._stop.wait(1.0)
+                continue
+            for message in reply.get("Messages", []):
+                self._inbox.put((index, message))
+            if reply.get("Messages"):
+                self._wake.set()
+
+    def _move_inbox(self) -> list[Batch]:
+        out: list[Batch] = []
+        now = self._clock()
+        while True:
+            try:
+                index, message = self._inbox.get_nowait()
+            except queue.Empty:
+                return out
+            mode = self.plan.buffers[index].dispatch_mode
+            request = _request_from_message(message, mode, now, self._default_slo_ms)
+            batcher = self._batcher if self._selector is None else \
+                self._batchers[self._selector.observe(now)]
+            with self._policy_lock:
+                out.extend(batcher.add_to(index, request, now))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            ready = self._move_inbox()
+            with self._policy_lock:
+                for batcher in self._batchers:
+                    ready.extend(batcher.poll(self._clock()))
+            for batch in ready:
+                self._submit(batch)
+            due = min((d for b in self._batchers if (d := b.next_due_s()) is not None),
+                      default=None)
+            wait_s = 0.5 if due is None else max(0.0, min(0.5, due - self._clock()))
+            self._wake.wait(timeout=wait_s)
+            self._wake.clear()
+
+    def _submit(self, batch: Batch) -> None:
+        self._in_flight[batch.buffer_index].acquire()
+        self.stats.batches[batch.buffer_name] += 1
+        self.stats.requests[batch.buffer_name] += batch.size
+        self._pools[batch.buffer_index].submit(self._run, batch)
+
+    def _run(self, batch: Batch) -> None:
+        try:
+            messages = [r.payload for r in batch.requests]
+            event = sqs_event(messages, self._arns[batch.buffer_name])
+            started = time.perf_counter()
+            try:
+                reply = self._invoke(batch.buffer_name, event) or {}
+                self._report(batch, (time.perf_counter() - started) * 1000.0)
+                failed = {f["itemIdentifier"] for f in reply.get("batchItemFailures", [])}
+            except (Exception, InjectedCrash):  # the function errored, timed out or died
+                log.exception("invoke failed for a batch of %d on %s", batch.size,
+                              batch.buffer_name)
+                self.stats.invoke_errors += 1
+                return  # nothing deleted: every message is redelivered after its visibility
+            self.stats.failed_items += len(failed)
+            done = [m for m in messages if m["MessageId"] not in failed]
+            self._delete(self._urls[batch.buffer_name], done)
+        finally:
+            self._in_flight[batch.buffer_index].release()
+
+    def _report(self, batch: Batch, actual_ms: float) -> None:
+        """Tell the policy how long the batch took against the prediction (SLAI's offset)."""
+        if self._predict_ms is None:
+            return
+        spec = self.plan.buffers[batch.buffer_index]
+        predicted = self._predict_ms(batch.size, batch.padded_length, spec.memory_mb)
+        with self._policy_lock:
+            self._batcher.policy.on_complete(batch, predicted, actual_ms)
+        self._wake.set()
+
+    def _delete(self, url: str, messages: list[dict[str, Any]]) -> None:
+        for start in range(0, len(messages), 10):  # DeleteMessageBatch takes 10 at most
+            chunk = messages[start:start + 10]
+            self._sqs.delete_message_batch(QueueUrl=url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)])

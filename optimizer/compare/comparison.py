@@ -1,0 +1,208 @@
+"""`mbs compare`: MBS and every baseline, tuned for one workload and SLO, judged by one simulator.
+
+Each policy is tuned for the same trace, lengths, backend and SLO (the `percentile`-th latency
+<= slo_ms), then replayed through the same discrete-event simulator on the same trace:
+- mbs: the Bayesian search (optimizer/search/optimize.py) with up to `max_buffers` buffers;
+- batch: BATCH (SC'20), the same search (same budget and seed) restricted to one buffer;
+- triton: a Triton/TF-Serving dynamic batcher (one queue, max batch, max queue delay, a fixed
+  pool of instances), its knobs picked from a small grid by simulation (compare_grid.py);
+- no_batching: one request per invocation, its memory picked the same way;
+- oracle: the floor of optimizer.sim.baselines.oracle_floor (each request at its own length in
+  full zero-wait batches), the cheapest over the memory choices at the largest batch size the
+  search may use. It ignores the SLO, so it bounds cost, not latency.
+Every figure is simulated (modelled), never measured.
+
+JSON schema (Comparison.to_dict; tests/test_compare.py checks it):
+{
+  "schema": "mbs.compare/1",
+  "figures": "simulated",
+  "workload": {"description": str, "requests": int},
+  "slo_ms": float, "percentile": float, "mode": "dispatcher" | "managed",
+  "backend": {"name": "lambda" | "gpu", "profile": str, "device": str, "pricing": {...},
+              "memory_choices_mb": [int, ...] | null},
+  "policies": {                       # keys: "mbs", "batch", "no_batching", "triton", "oracle"
+    NAME: {
+      ...PlanMetrics.to_dict():  cost_per_million_usd (batching cost: infer + queue, the figure
+                                 plans compete on), total_cost_per_million_usd, p50_ms, p95_ms,
+                                 p99_ms, slo_attainment, padding_overhead, invocations,
+                                 requests, cold_starts, mean_batch_size, cost {...},
+                                 per_buffer {...},
+      "tail_ms": float,            # the percentile-th latency
+      "feasible": bool,            # tail_ms <= slo_ms
+      "plan": {...} | null,        # Plan.to_dict(); null for the oracle
+      "tuning": str,               # how its settings were chosen
+      "settings": {...},           # the tuned knobs (e.g. the oracle's memory_mb, max_batch;
+                                   # for searched ones max_buffers, search_feasible and
+                                   # search_message)
+      "search": {"wall_s": float, "evaluations": int}   # only "mbs" and "batch"
+    }
+  },
+  "ratios": {
+    "cost_vs_mbs": {"batch": x, "no_batching": x, "triton": x, "oracle": x},  # policy / mbs
+    "padding_vs_mbs": {...}, "invocations_vs_mbs": {...},                    # policy / mbs
+    "mbs_vs_oracle": x                                                        # mbs / oracle
+  }                                  # a ratio is null where its denominator is 0
+}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from optimizer.compare.grid import BaselineGrids, oracle_outcome, pick_no_batching, pick_triton
+from optimizer.compare.workbench import Outcome, Tuner, Workbench, judge
+from optimizer.platform.backends import Backend
+
+SCHEMA = "mbs.compare/1"
+POLICIES = ("mbs", "batch", "no_batching", "triton", "oracle")
+BASELINES = ("batch", "no_batching", "triton", "oracle")
+Progress = Callable[[str], None]
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every policy's outcome on one workbench."""
+
+    slo_ms: float
+    percentile: float
+    mode: str
+    outcomes: dict[str, Outcome]
+
+    def __post_init__(self) -> None:
+        missing = [p for p in POLICIES if p not in self.outcomes]
+        if missing:
+            raise ValueError(f"a comparison needs every policy, missing {missing}")
+
+    def cost_usd(self, name: str) -> float:
+        """A policy's batching cost per 1M requests (simulated)."""
+        return self.outcomes[name].metrics.cost_per_million_usd
+
+    def ratios(self) -> dict[str, Any]:
+        """Each baseline over MBS (cost, padding, invocations), and MBS over the oracle."""
+        mbs = self.outcomes["mbs"].metrics
+        out: dict[str, Any] = {"cost_vs_mbs": {}, "padding_vs_mbs": {},
+                               "invocations_vs_mbs": {}}
+        for name in BASELINES:
+            other = self.outcomes[name].metrics
+            out["cost_vs_mbs"][name] = _ratio(other.cost_per_million_usd,
+                                              mbs.cost_per_million_usd)
+            out["padding_vs_mbs"][name] = _ratio(other.padding_overhead, mbs.padding_overhead)
+            out["invocations_vs_mbs"][name] = _ratio(other.invocations, mbs.invocations)
+        out["mbs_vs_oracle"] = _ratio(mbs.cost_per_million_usd, self.cost_usd("oracle"))
+        return out
+
+    def to_dict(self, workload: str, backend: Backend) -> dict[str, Any]:
+        """The documented JSON object (see the module docstring)."""
+        return {
+            "schema": SCHEMA,
+            "figures": "simulated",
+            "workload": {"description": workload,
+                         "requests": int(self.outcomes["mbs"].metrics.requests)},
+            "slo_ms": self.slo_ms,
+            "percentile": self.percentile,
+            "mode": self.mode,
+            "backend": backend.to_dict(),
+            "policies": {name: self.outcomes[name].to_dict() for name in POLICIES},
+            "ratios": self.ratios(),
+        }
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """How hard to tune: the search's budget, the grids' memory sizes, the oracle's batch cap.
+
+    memory_choices_mb and oracle_max_batch should match the search space's, so that the
+    baselines and the floor see the same memory sizes and batch sizes as MBS.
+    """
+
+    max_buffers: int = 4
+    evals: int = 60
+    memory_choices_mb: tuple[int, ...] = (1024, 1769, 3008)
+    oracle_max_batch: int = 64
+
+    def __post_init__(self) -> None:
+        if self.max_buffers < 2:
+            raise ValueError(f"max_buffers must be >= 2 (1 is BATCH), got {self.max_buffers}")
+        if self.evals < 1:
+            raise ValueError(f"evals must be >= 1, got {self.evals}")
+        if not self.memory_choices_mb:
+            raise ValueError("memory_choices_mb must name at least one size, got ()")
+        if self.oracle_max_batch < 1:
+            raise ValueError(f"oracle_max_batch must be >= 1, got {self.oracle_max_batch}")
+
+
+def searched(bench: Workbench, tuner: Tuner, name: str, max_buffers: int,
+             evals: int) -> Outcome:
+    """MBS (max_buffers > 1) or BATCH (1): the search's plan, replayed by the simulator."""
+    tuned = tuner(bench, max_buffers, evals)
+    if len(tuned.plan.buffers) > max_buffers:
+        raise ValueError(f"the search returned {len(tuned.plan.buffers)} buffers for "
+                         f"max_buffers={max_buffers}")
+    how = (f"Bayesian search, up to {max_buffers} buffers" if max_buffers > 1 else
+           "Bayesian search restricted to one buffer (BATCH, SC'20)")
+    settings = {"max_buffers": max_buffers, "search_feasible": tuned.feasible}
+    if tuned.message:
+        settings["search_message"] = tuned.message
+    return judge(bench, name, tuned.plan, bench.simulate(tuned.plan), how, settings, tuned)
+
+
+def compare(bench: Workbench, tuner: Tuner, settings: CompareSettings,
+            progress: Progress | None = None,
+            grids: BaselineGrids | None = None) -> Comparison:
+    """Tune MBS and every baseline for the workbench, and simulate them all on its trace.
+
+    MBS's and BATCH's searches are independent, with the same budget and seed; MBS's space
+    holds every one-buffer plan, so where MBS comes out dearer than BATCH the search's budget,
+    not the space, is the cause.
+    Parameters: tuner runs the search (compare_search.search_tuner, or a stub in tests);
+    grids, if already simulated on this trace, are reused for the grid baselines.
+    Returns: the Comparison, every figure simulated.
+    """
+    say = progress or (lambda _msg: None)
+    say(f"searching MBS plans (up to {settings.max_buffers} buffers, {settings.evals} evals)")
+    mbs = searched(bench, tuner, "mbs", settings.max_buffers, settings.evals)
+    say(f"searching BATCH plans (one buffer, {settings.evals} evals)")
+    batch = searched(bench, tuner, "batch", 1, settings.evals)
+    if grids is None:
+        say("simulating the Triton-style and no-batching grids")
+        grids = BaselineGrids.build(bench, settings.memory_choices_mb)
+    outcomes = {"mbs": mbs, "batch": batch, "no_batching": pick_no_batching(grids, bench),
+                "triton": pick_triton(grids, bench),
+                "oracle": oracle_outcome(bench, settings.memory_choices_mb,
+                                         settings.oracle_max_batch)}
+    return Comparison(bench.slo_ms, bench.percentile, bench.mode, outcomes)
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """Each policy's simulated cost per 1M requests, and whether it met the SLO, at one SLO."""
+
+    slo_ms: float
+    cost_usd: dict[str, float]
+    feasible: dict[str, bool | None]  # None for the oracle, which is not judged
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"slo_ms": self.slo_ms, "cost_per_million_usd": self.cost_usd,
+                "feasible": self.feasible}
+
+
+def sweep(bench: Workbench, tuner: Tuner, settings: CompareSettings, slos_ms: Sequence[float],
+          grids: BaselineGrids | None = None,
+          progress: Progress | None = None) -> tuple[SweepPoint, ...]:
+    """Re-optimize every policy at each SLO (use a small settings.evals: it runs per SLO)."""
+    grids = grids or BaselineGrids.build(bench, settings.memory_choices_mb)
+    points = []
+    for slo_ms in slos_ms:
+        if progress:
+            progress(f"SLO sweep: {slo_ms:g} ms")
+        result = compare(bench.at_slo(float(slo_ms)), tuner, settings, grids=grids)
+        points.append(SweepPoint(float(slo_ms),
+                                 {n: result.cost_usd(n) for n in POLICIES},
+                                 {n: result.outcomes[n].feasible for n in POLICIES}))
+    return tuple(points)

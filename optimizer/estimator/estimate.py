@@ -1,0 +1,252 @@
+"""Analytical estimator: a plan's cost and latency on a workload, without replaying the trace.
+
+`EstimatorContext.build(...)` once per workload (estimator_context.py), then `estimate(plan,
+ctx)` per plan: tens of ms or less, pure numpy/scipy, no clock reads, so the Bayesian search
+can call it thousands of times. The discrete-event simulator (optimizer/sim/engine.py) judges
+it: benchmarks/bench_estimator.py.
+
+What we chose, and why. Lengths are i.i.d., so a buffer sees an independent thinning of the
+real trace with p = P(L in its range). BATCH (Ali et al., SC'20) fits a MAP(2) to the arrivals
+and runs a transient CTMC per batch; a 2-state MAP cannot hold both the Azure code trace's
+millisecond bursts and its minute-scale swings. We keep the real arrival times instead and take
+exact expectations over the thinning (estimator_batching.py):
+- arrival i opens a batch with probability q_i; at most one batch is open, so q solves a banded
+  unit-triangular system built from the forward counts N_i(T) (LAPACK dtbtrs, O(n x band)). The
+  plain Palm-count shortcut (every arrival a possible opener, size min(B, 1 + Bin(N_i(T), p)))
+  counts a burst's later arrivals as openers and misses invocations on the code trace by up to
+  19% for a plan and 24% for one buffer; with q the expected invocations and batch-size
+  distribution are exact (a test checks them against all 2^10 thinnings of a small trace).
+- waits, per batch size: a timed-out batch's opener waits T and its members T minus their
+  offsets (a uniform subset of the real arrivals in its window, taken from a Palm sample of
+  openers); a filled batch closes at the (B-1)-th buffer arrival. Waits are a full
+  distribution, not BATCH's CDF cut at the next size's service time (DESIGN.md's warning).
+- padded length: the maximum of s draws from the buffer's length pmf, P(M_s <= l) = F(l)^s;
+  service t(s, M_s) from the `service_ms` callable (interpolated between profile nodes).
+- Lambda (estimator_platform.py): the launches still running around each arrival give local
+  load; cold starts count when the m-th environment is needed after keep_alive_s unused
+  (including the INIT cascade at start-up); waits for an environment combine an M/M/c-like
+  term at the local load with a fluid backlog (Lindley's recursion on expected work).
+- latency = wait + service (+ environment wait) convolved per batch size on a grid, with
+  shifted copies for cold starts; p50/p95/p99 of the buffers' mixture (estimator_latency.py).
+- cost: expected invocations x expected billed ms (1 ms rounding applied to every (s, l)
+  service time) x memory, request fees, SQS calls (10 messages a call), INIT billed per
+  expected cold start, and metrics.fixed_usd for the per-request items.
+Approximations: members of a filled batch are uniform in (0, close time); members' offsets come
+from a Palm sample of 4,096 openers; a token budget acts as the largest batch size s with
+s * E[M_s] <= max_batch_tokens; the start-up transient (first cold_start_ms) is coarse, which
+shows at high rate scales where it holds about 1% of requests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from buffers.plan import BufferSpec, Plan
+from optimizer.estimator.batching import BatchFormation, batch_formation, wait_histograms
+from optimizer.estimator.context import EstimatorContext
+from optimizer.estimator.latency import (
+    LatencyCdf,
+    convolve_rows,
+    latency_figures,
+    max_length_pmf,
+    queue_masses,
+    spread_rows,
+)
+from optimizer.estimator.platform import LaunchStream, PlatformLoad, platform_load
+from optimizer.platform.metrics import (
+    SQS_BATCH_MAX,
+    BufferMetrics,
+    CostBreakdown,
+    PlanMetrics,
+    fixed_usd,
+)
+from optimizer.platform.pricing import MB_PER_GB
+
+__all__ = ["EstimatorContext", "estimate", "estimate_buffer"]
+
+LATENCY_BINS = 512  # grid points per buffer's latency distribution
+_BUSY_STEP = 0.01  # mean busy time is rounded to 1% steps in log space for the load windows
+_QUEUE_TAIL_MEANS = 6.0  # the latency grid reaches this many mean environment waits further
+_OVERFLOW_PARTS = 4  # a uniform wait for INIT to end, as this many shifted copies
+
+
+@dataclass(frozen=True)
+class _Service:
+    """Per batch size: expected billed ms, service ms, padded length, and the raw tables."""
+
+    sizes: np.ndarray
+    batches: np.ndarray  # expected batches of each size
+    billed_ms: np.ndarray
+    service_ms: np.ndarray
+    padded: np.ndarray
+    table_ms: np.ndarray  # t(s, l) over the buffer's lengths
+    max_pmf: np.ndarray  # P(M_s = l)
+
+
+def _effective_batch(spec: BufferSpec, cdf: np.ndarray, lengths: np.ndarray) -> int:
+    """max_batch_size, cut to the largest s with s * E[M_s] <= max_batch_tokens if set."""
+    if spec.max_batch_tokens is None:
+        return spec.max_batch_size
+    sizes = np.arange(1, spec.max_batch_size + 1)
+    mean_max = np.einsum("sl,l->s", max_length_pmf(cdf, sizes), lengths)
+    fits = np.nonzero(sizes * mean_max <= spec.max_batch_tokens)[0]
+    return int(sizes[fits[-1]]) if fits.size else 1
+
+
+def _service(ctx: EstimatorContext, spec: BufferSpec, size_weights: np.ndarray,
+             cdf: np.ndarray, lengths: np.ndarray) -> _Service:
+    sizes = np.nonzero(size_weights > 0)[0]
+    table = ctx.service.rows(spec.memory_mb, sizes)[:, spec.min_length: spec.max_length + 1]
+    step = ctx.pricing.billing_granularity_ms
+    billed = np.ceil(np.maximum(table, 0.0) / step) * step
+    max_pmf = max_length_pmf(cdf, sizes)
+    return _Service(sizes, size_weights[sizes], np.sum(max_pmf * billed, axis=1),
+                    np.sum(max_pmf * table, axis=1), np.einsum("sl,l->s", max_pmf, lengths), table,
+                    max_pmf)
+
+
+def _cost(ctx: EstimatorContext, spec: BufferSpec, requests: float, svc: _Service,
+          cold_starts: float) -> CostBreakdown:
+    invocations = float(np.sum(svc.batches))
+    billed_ms = (float(np.sum(svc.batches * svc.billed_ms))
+                 + cold_starts * ctx.rules.init_billed_ms(True))
+    gb_s = billed_ms / 1000.0 * spec.memory_mb / MB_PER_GB
+    sqs_calls = 2.0 * float(np.sum(svc.batches * np.ceil(svc.sizes / SQS_BATCH_MAX)))
+    return CostBreakdown(
+        infer_compute_usd=gb_s * ctx.pricing.lambda_gb_s_usd(ctx.arch),
+        infer_request_usd=invocations * ctx.pricing.lambda_request_usd,
+        queue_usd=(requests + sqs_calls) * ctx.pricing.sqs_request_usd,
+        **fixed_usd(requests, ctx.pricing, ctx.arch))
+
+
+def _latency(ctx: EstimatorContext, spec: BufferSpec, form: BatchFormation, svc: _Service,
+             load: PlatformLoad, requests: float) -> LatencyCdf:
+    """Wait + service (+ environment wait), per batch size, and its cold-start shares."""
+    queue_tail = float(load.backlog_ms.max(initial=0.0))
+    waits = load.waits
+    if waits:
+        queue_tail += _QUEUE_TAIL_MEANS * float(load.class_means_ms.max())
+    top_ms = spec.timeout_ms + float(svc.table_ms.max()) + queue_tail
+    step = max(top_ms, 1.0) / (LATENCY_BINS - 1)
+    rows, pairs = ctx.pairs(spec.timeout_ms, form.band) if form.max_batch > 1 else (None, None)
+    by_size = wait_histograms(form, pairs, rows, spec.timeout_ms / 1000.0, step / 1000.0,
+                              LATENCY_BINS)
+    service = spread_rows(svc.table_ms, svc.max_pmf, step, LATENCY_BINS)
+    base = convolve_rows(by_size[svc.sizes], service, LATENCY_BINS)
+    if waits:
+        queue = queue_masses(load.backlog_ms, load.share * (1.0 - load.busy_chance),
+                             load.share * load.busy_chance, load.wait_class,
+                             load.class_means_ms, step, LATENCY_BINS)
+        base = convolve_rows(base[None, :], queue[None, :], LATENCY_BINS)
+    base *= requests / max(float(np.sum(base)), 1e-300)
+    return LatencyCdf(step, base, _startup_parts(ctx, load, float(np.sum(svc.batches))))
+
+
+def _startup_parts(ctx: EstimatorContext, load: PlatformLoad,
+                   batches: float) -> tuple[tuple[float, float], ...]:
+    """Shares of requests that sit through a cold start (+cold_ms), or wait for the first
+    environments' INIT to end (+U(0, cold_ms), as _OVERFLOW_PARTS shifted copies)."""
+    cold_ms = ctx.rules.cold_start_ms
+    cold = min(1.0, load.cold_starts / max(batches, 1e-300))
+    overflow = min(1.0 - cold, load.startup_overflow / max(batches, 1e-300))
+    shifts = (np.arange(_OVERFLOW_PARTS) + 0.5) / _OVERFLOW_PARTS * cold_ms
+    parts = ((1.0 - cold - overflow, 0.0), (cold, cold_ms),
+             *((overflow / _OVERFLOW_PARTS, float(x)) for x in shifts))
+    return tuple(part for part in parts if part[0] > 0) or ((1.0, 0.0),)
+
+
+def _per_opener(form: BatchFormation, svc: _Service) -> tuple[np.ndarray, np.ndarray]:
+    """E[model time] and E[size] of the batch each arrival would open, given its K_i."""
+    by_size = np.zeros(form.max_batch + 1)
+    by_size[svc.sizes] = svc.service_ms
+    given = form.size_given_count()
+    at = np.minimum(form.counts, given.shape[0] - 1)
+    sizes = np.arange(form.max_batch + 1.0)
+    return np.einsum("ks,s->k", given, by_size)[at], np.einsum("ks,s->k", given, sizes)[at]
+
+
+def _service_cv2(svc: _Service) -> float:
+    """Squared coefficient of variation of a batch's model time, over sizes and lengths."""
+    share = svc.batches / max(float(np.sum(svc.batches)), 1e-300)
+    mean = float(np.sum(share * svc.service_ms))
+    second = float(np.sum(share * np.sum(svc.max_pmf * svc.table_ms ** 2, axis=1)))
+    return max(second / max(mean * mean, 1e-300) - 1.0, 0.0)
+
+
+def _rounded(busy_ms: float) -> float:
+    """busy_ms to 1% steps (it only sets load windows), so that their positions are reused."""
+    if busy_ms <= 1.0:
+        return busy_ms
+    return float(np.exp(np.round(np.log(busy_ms) / _BUSY_STEP) * _BUSY_STEP))
+
+
+def _empty_buffer() -> tuple[BufferMetrics, LatencyCdf]:
+    metrics = BufferMetrics(requests=0.0, invocations=0.0, cost=CostBreakdown(), p50_ms=0.0,
+                            p95_ms=0.0, p99_ms=0.0, slo_attainment=1.0, real_tokens=0.0,
+                            padded_tokens=0.0, cold_starts=0.0)
+    return metrics, LatencyCdf(1.0, np.zeros(1), ((1.0, 0.0),))
+
+
+def estimate_buffer(spec: BufferSpec, ctx: EstimatorContext) -> tuple[BufferMetrics, LatencyCdf]:
+    """One buffer's expected figures and its latency distribution."""
+    pmf = ctx.length_pmf[spec.min_length: spec.max_length + 1]
+    p = float(np.sum(pmf))
+    if p <= 0.0 or ctx.requests == 0:
+        return _empty_buffer()
+    lengths = np.arange(spec.min_length, spec.max_length + 1, dtype=np.float64)
+    cdf = np.minimum(np.cumsum(pmf) / p, 1.0)
+    p = min(p, 1.0)
+    form = batch_formation(ctx.counts(spec.timeout_ms), p, _effective_batch(spec, cdf, lengths))
+    svc = _service(ctx, spec, p * form.size_weights(), cdf, lengths)
+    requests = p * ctx.requests
+    batches = max(float(np.sum(svc.batches)), 1e-300)
+    busy_ms = _rounded(float(np.sum(svc.batches * svc.service_ms)) / batches)
+    stream = LaunchStream(p, p * form.openers, form.timeout_probability(), spec.timeout_ms,
+                          busy_ms, *_per_opener(form, svc), form.max_batch,
+                          spec.max_concurrency, _service_cv2(svc))
+    load = platform_load(ctx.arrivals_s, ctx.positions, ctx.keep_alive_start, stream,
+                         ctx.rules.cold_start_ms)
+    cdf_ms = _latency(ctx, spec, form, svc, load, requests)
+    metrics = BufferMetrics(
+        requests=requests, invocations=float(np.sum(svc.batches)),
+        cost=_cost(ctx, spec, requests, svc, load.cold_starts),
+        **latency_figures([cdf_ms], ctx.slo_ms),
+        real_tokens=requests * float(np.sum(pmf * lengths)) / p,
+        padded_tokens=float(np.sum(svc.batches * svc.sizes * svc.padded)),
+        cold_starts=load.cold_starts)
+    return metrics, cdf_ms
+
+
+def estimate(plan: Plan, ctx: EstimatorContext) -> PlanMetrics:
+    """A plan's expected cost, latency percentiles, SLO attainment, padding and invocations.
+
+    Parameters: plan the buffers to estimate; ctx from EstimatorContext.build.
+    Returns: PlanMetrics with the same fields the simulator reports (counts are expectations),
+    per buffer and for the whole plan (whose latency is the mixture of the buffers').
+    """
+    if np.sum(ctx.length_pmf[plan.max_length + 1:]) > 0:
+        top = int(np.nonzero(ctx.length_pmf)[0][-1])
+        raise ValueError(f"lengths must be in 1..{plan.max_length}, got {top}")
+    total = sum(spec.max_concurrency for spec in plan.buffers)
+    if total > ctx.rules.account_concurrency:  # the simulator refuses these plans too
+        raise ValueError(f"the buffers' max_concurrency sum to {total}, over the account's "
+                         f"concurrency limit {ctx.rules.account_concurrency}")
+    parts = [estimate_buffer(spec, ctx) for spec in plan.buffers]
+    return combine_buffers(plan, parts, ctx.slo_ms)
+
+
+def combine_buffers(plan: Plan, parts: list[tuple[BufferMetrics, LatencyCdf]],
+                    slo_ms: float) -> PlanMetrics:
+    """A plan's figures from its buffers' (in plan order): sums, and the merged latency CDF."""
+    per_buffer = {spec.name: m for spec, (m, _) in zip(plan.buffers, parts, strict=True)}
+    ms = per_buffer.values()
+    return PlanMetrics(
+        requests=float(sum(m.requests for m in ms)),
+        invocations=float(sum(m.invocations for m in ms)),
+        cost=sum((m.cost for m in ms), CostBreakdown()),
+        **latency_figures([cdf for _, cdf in parts], slo_ms),
+        real_tokens=float(sum(m.real_tokens for m in ms)),
+        padded_tokens=float(sum(m.padded_tokens for m in ms)),
+        cold_starts=float(sum(m.cold_starts for m in ms)),
+        per_buffer=per_buffer)
