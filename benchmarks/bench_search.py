@@ -33,8 +33,9 @@ from optimizer.estimator.estimate import EstimatorContext  # noqa: E402
 from optimizer.platform.latency_model import load_profile  # noqa: E402
 from optimizer.platform.pricing import Pricing  # noqa: E402
 from optimizer.search.gears import plan_gears  # noqa: E402
-from optimizer.search.optimize import SimInputs, exhaustive, optimize  # noqa: E402
+from optimizer.search.optimize import exhaustive, optimize  # noqa: E402
 from optimizer.search.space import SearchSpace, make_space  # noqa: E402
+from optimizer.sim.inputs import SimInputs  # noqa: E402
 from optimizer.workload.lengths import token_lengths  # noqa: E402
 from optimizer.workload.workloads import WorkloadSpec, build_workload  # noqa: E402
 

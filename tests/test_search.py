@@ -9,8 +9,11 @@ from buffers.plan import MAX_BATCH_WITHOUT_WINDOW, DispatchMode
 from optimizer.estimator.estimate import EstimatorContext, estimate
 from optimizer.platform.lambda_rules import LambdaRules
 from optimizer.platform.pricing import Pricing
-from optimizer.search.optimize import CachedEstimator, SimInputs, exhaustive, judge, optimize
-from optimizer.search.space import Encoding, SearchSpace, make_space
+from optimizer.search.encoding import Encoding
+from optimizer.search.evaluation import CachedEstimator, judge
+from optimizer.search.optimize import exhaustive, optimize
+from optimizer.search.space import SearchSpace, make_space
+from optimizer.sim.inputs import SimInputs
 
 PRICING = Pricing()
 WARM = LambdaRules(cold_start_ms=0.0)

@@ -123,8 +123,9 @@ def make_cmd(workload_spec: Any) -> Any:
         from optimizer.estimator.estimate import EstimatorContext
         from optimizer.platform.latency_model import load_profile
         from optimizer.platform.pricing import load_pricing
-        from optimizer.search.optimize import SimInputs, optimize
+        from optimizer.search.optimize import optimize
         from optimizer.search.space import make_space
+        from optimizer.sim.inputs import SimInputs
         from optimizer.workload.lengths import token_lengths
         from optimizer.workload.workloads import build_workload
 

@@ -20,8 +20,10 @@ from optimizer.compare.comparison import CompareSettings
 from optimizer.compare.workbench import Tuned, Tuner, Workbench
 from optimizer.estimator.estimate import EstimatorContext
 from optimizer.platform.backends import GPU_MEMORY_MB, Backend
-from optimizer.search.optimize import Progress, SearchResult, SimInputs, optimize
+from optimizer.search.optimize import Progress, optimize
+from optimizer.search.result import SearchResult
 from optimizer.search.space import SearchSpace, make_space
+from optimizer.sim.inputs import SimInputs
 
 DEFAULT_EVALS = 1000  # per searched policy: about 10 s for MBS on the whole Azure code trace here
 PROGRESS_STEPS = 10  # progress lines per search

@@ -29,9 +29,11 @@ from buffers.plan import Plan
 from optimizer.estimator.estimate import EstimatorContext
 from optimizer.platform.lambda_rules import LambdaRules
 from optimizer.platform.metrics import PlanMetrics
-from optimizer.search.optimize import SearchResult, SimInputs, optimize
+from optimizer.search.optimize import optimize
+from optimizer.search.result import SearchResult
 from optimizer.search.space import SearchSpace
 from optimizer.sim.engine import Launcher, PolicyOptions, ServiceTime, make_policy, simulate
+from optimizer.sim.inputs import SimInputs
 
 DEFAULT_GEARS = 3
 HYSTERESIS = 0.15  # switch up at 1.15x a boundary's rate, down at 0.85x

@@ -1,0 +1,22 @@
+"""What a simulator run needs besides the plan: the workload, service times, prices and rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from optimizer.platform.lambda_rules import LambdaRules
+from optimizer.platform.pricing import Pricing
+from optimizer.sim.engine import ServiceTime
+
+
+@dataclass(frozen=True)
+class SimInputs:
+    """What simulate() needs besides the plan: the workload, service times and prices."""
+
+    arrivals_s: np.ndarray
+    lengths: np.ndarray
+    service_ms: ServiceTime
+    pricing: Pricing
+    rules: LambdaRules | None = None
