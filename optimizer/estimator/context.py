@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from buffers.plan import MODEL_MAX_LENGTH
-from optimizer.estimator.batching import Pairs, pair_offsets
+from optimizer.estimator.batch_waits import Pairs, pair_offsets
 from optimizer.estimator.latency import ServiceTable, ServiceTime
 from optimizer.platform.lambda_rules import LambdaRules
 from optimizer.platform.pricing import Pricing

@@ -1,6 +1,6 @@
 """Analytical estimator: a plan's cost and latency on a workload, without replaying the trace.
 
-`EstimatorContext.build(...)` once per workload (estimator_context.py), then `estimate(plan,
+`EstimatorContext.build(...)` once per workload (context.py), then `estimate(plan,
 ctx)` per plan: tens of ms or less, pure numpy/scipy, no clock reads, so the Bayesian search
 can call it thousands of times. The discrete-event simulator (optimizer/sim/engine.py) judges
 it: benchmarks/bench_estimator.py.
@@ -9,7 +9,7 @@ What we chose, and why. Lengths are i.i.d., so a buffer sees an independent thin
 real trace with p = P(L in its range). BATCH (Ali et al., SC'20) fits a MAP(2) to the arrivals
 and runs a transient CTMC per batch; a 2-state MAP cannot hold both the Azure code trace's
 millisecond bursts and its minute-scale swings. We keep the real arrival times instead and take
-exact expectations over the thinning (estimator_batching.py):
+exact expectations over the thinning (batching.py):
 - arrival i opens a batch with probability q_i; at most one batch is open, so q solves a banded
   unit-triangular system built from the forward counts N_i(T) (LAPACK dtbtrs, O(n x band)). The
   plain Palm-count shortcut (every arrival a possible opener, size min(B, 1 + Bin(N_i(T), p)))
@@ -19,15 +19,16 @@ exact expectations over the thinning (estimator_batching.py):
 - waits, per batch size: a timed-out batch's opener waits T and its members T minus their
   offsets (a uniform subset of the real arrivals in its window, taken from a Palm sample of
   openers); a filled batch closes at the (B-1)-th buffer arrival. Waits are a full
-  distribution, not BATCH's CDF cut at the next size's service time (DESIGN.md's warning).
+  distribution, not BATCH's CDF cut at the next size's service time (DESIGN.md's warning;
+  batch_waits.py).
 - padded length: the maximum of s draws from the buffer's length pmf, P(M_s <= l) = F(l)^s;
   service t(s, M_s) from the `service_ms` callable (interpolated between profile nodes).
-- Lambda (estimator_platform.py): the launches still running around each arrival give local
+- Lambda (platform.py): the launches still running around each arrival give local
   load; cold starts count when the m-th environment is needed after keep_alive_s unused
   (including the INIT cascade at start-up); waits for an environment combine an M/M/c-like
   term at the local load with a fluid backlog (Lindley's recursion on expected work).
 - latency = wait + service (+ environment wait) convolved per batch size on a grid, with
-  shifted copies for cold starts; p50/p95/p99 of the buffers' mixture (estimator_latency.py).
+  shifted copies for cold starts; p50/p95/p99 of the buffers' mixture (latency.py).
 - cost: expected invocations x expected billed ms (1 ms rounding applied to every (s, l)
   service time) x memory, request fees, SQS calls (10 messages a call), INIT billed per
   expected cold start, and metrics.fixed_usd for the per-request items.
@@ -43,7 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from buffers.plan import BufferSpec, Plan
-from optimizer.estimator.batching import BatchFormation, batch_formation, wait_histograms
+from optimizer.estimator.batch_waits import wait_histograms
+from optimizer.estimator.batching import BatchFormation, batch_formation
 from optimizer.estimator.context import EstimatorContext
 from optimizer.estimator.latency import (
     LatencyCdf,
