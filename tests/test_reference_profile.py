@@ -9,7 +9,7 @@ import pytest
 
 from infra.cli.main import main
 from optimizer.platform.latency_model import DEFAULT_GPU_PROFILE, LatencyModel, load_profile
-from optimizer.profiling.reference import ReferenceError, profile_from_reference
+from optimizer.profiling.reference import ReferenceProfileError, profile_from_reference
 
 SHIPPED_REFERENCE = Path("optimizer/profiles/reference/minilm_h100_ms.json")
 # SYNTHETIC, not a measurement: a known t(B, L) whose coefficients the fit must recover.
@@ -42,7 +42,7 @@ def test_the_fit_recovers_a_known_model_from_one_dtype() -> None:
      "'float32:1xZ'"),
 ])
 def test_bad_references_name_what_is_wrong(reference: dict, message: str) -> None:
-    with pytest.raises(ReferenceError, match=message):
+    with pytest.raises(ReferenceProfileError, match=message):
         profile_from_reference(reference, source="ref.json")
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from optimizer.platform.latency_model import GridPoint, fit_latency_model, fit_quality
 
 
-class ReferenceError(ValueError):
+class ReferenceProfileError(ValueError):
     """The reference file lacks what a profile needs; the message names what."""
 
 
@@ -32,8 +32,8 @@ def _points(grid: dict[str, Any], dtype: str) -> list[GridPoint]:
         try:
             b, n, t = int(batch), int(length), float(ms)
         except ValueError:
-            raise ReferenceError(f"grid key {key!r} is not 'dtype:BxL' with a number of ms, "
-                                 f"got {ms!r}") from None
+            raise ReferenceProfileError(f"grid key {key!r} is not 'dtype:BxL' with a number of "
+                                        f"ms, got {ms!r}") from None
         points.append(GridPoint(batch=b, length=n, median_ms=t, p10_ms=t, p90_ms=t))
     return sorted(points, key=lambda p: (p.batch, p.length))
 
@@ -42,12 +42,12 @@ def profile_from_reference(reference: dict[str, Any], *, source: str,
                            dtype: str = "float32") -> dict[str, Any]:
     """The GPU profile of `reference`'s `dtype` entries, with the fit and its provenance."""
     if not isinstance(reference.get("grid"), dict):
-        raise ReferenceError(f"{source}: no 'grid' object of 'dtype:BxL' -> ms")
+        raise ReferenceProfileError(f"{source}: no 'grid' object of 'dtype:BxL' -> ms")
     points = _points(reference["grid"], dtype)
     if len(points) < 4:
         found = sorted({k.partition(":")[0] for k in reference["grid"]})
-        raise ReferenceError(f"{source}: {len(points)} grid points of dtype {dtype!r}; need >= 4 "
-                             f"(dtypes present: {found})")
+        raise ReferenceProfileError(f"{source}: {len(points)} grid points of dtype {dtype!r}; "
+                                    f"need >= 4 (dtypes present: {found})")
     model = fit_latency_model(points, device="cuda", threads=1)
     return {
         "schema": 1,
