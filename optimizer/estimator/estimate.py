@@ -55,7 +55,7 @@ from optimizer.estimator.latency import (
     queue_masses,
     spread_rows,
 )
-from optimizer.estimator.platform import LaunchStream, PlatformLoad, platform_load
+from optimizer.estimator.environments import LaunchStream, PlatformLoad, platform_load
 from optimizer.platform.metrics import (
     SQS_BATCH_MAX,
     BufferMetrics,
