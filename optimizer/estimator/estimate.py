@@ -47,6 +47,7 @@ from buffers.plan import BufferSpec, Plan
 from optimizer.estimator.batch_waits import wait_histograms
 from optimizer.estimator.batching import BatchFormation, batch_formation
 from optimizer.estimator.context import EstimatorContext
+from optimizer.estimator.environments import LaunchStream, PlatformLoad, platform_load
 from optimizer.estimator.latency import (
     LatencyCdf,
     convolve_rows,
@@ -55,7 +56,6 @@ from optimizer.estimator.latency import (
     queue_masses,
     spread_rows,
 )
-from optimizer.estimator.environments import LaunchStream, PlatformLoad, platform_load
 from optimizer.platform.metrics import (
     SQS_BATCH_MAX,
     BufferMetrics,
