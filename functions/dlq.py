@@ -12,31 +12,29 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from functions.logic.dead_letter import DeadLetter, fail_dead_letter
 from functions.shared import deps
 
 logger = Logger(service="dlq")
 
 
-def fail_dead_letter(record: SQSRecord) -> None:
-    """Mark the record's request FAILED with its last recorded error (or the retry count)."""
+def on_dead_letter(record: SQSRecord) -> None:
+    """Parse the dead letter's request id and fail that request."""
     try:
         request_id = str(json.loads(record.body)["id"])
     except (KeyError, TypeError, ValueError):
         # Not one of ours: nothing to mark. It is logged by id and dropped from the DLQ.
         logger.warning("unparseable dead letter", extra={"message_id": record.message_id})
         return
-    store = deps.result_store()
-    item = store.get(request_id)
-    if item is None:
-        logger.warning("dead letter for an unknown request", extra={"request_id": request_id})
-        return
     receives = record.attributes.approximate_receive_count
-    reason = item.get("last_error") or f"failed {receives} deliveries"
-    if store.fail(request_id, f"dead-lettered after {receives} deliveries: {reason}"):
+    done = fail_dead_letter(deps.result_store(), request_id, int(receives))
+    if done is DeadLetter.UNKNOWN:
+        logger.warning("dead letter for an unknown request", extra={"request_id": request_id})
+    elif done is DeadLetter.FAILED:
         logger.info("request failed", extra={"request_id": request_id})
 
 
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event, fail_dead_letter, processor, context)
+    return process_partial_response(event, on_dead_letter, processor, context)

@@ -1,4 +1,4 @@
-"""POST /v1/requests: validate, tokenize, route by length, record PENDING, enqueue, answer 202."""
+"""POST /v1/requests: validate, tokenize, submit (functions/logic/submit.py), answer 202."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import uuid
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
+from functions.logic.submit import Job, SubmitPorts, SubmitStatus, submit
 from functions.shared import deps
 from functions.shared.http import install_error_handlers, json_response, overloaded_response
 from functions.shared.identity import authenticated_tenant, submitting_tenant
 from functions.shared.settings import get_settings
-from functions.shared.store import PendingRecord
 from functions.shared.submission import body_bytes, parse_submission
 from functions.shared.tokenizer import count_tokens
 
@@ -28,43 +28,26 @@ def create_request() -> Response:
     raw = body_bytes(event.get("body"), bool(event.get("isBase64Encoded")))
     submission = parse_submission(raw, event.headers.get("content-type"), settings.max_body_bytes)
     identity = authenticated_tenant(event.raw_event, settings.trust_tenant_header)
-    tenant = submitting_tenant(identity, submission.tenant)
-    tokens = count_tokens(submission.text)
-    spec = deps.router().route(tokens.length)
-    if settings.max_queue_depth and _saturated(spec.name, settings.max_queue_depth):
-        return overloaded_response(spec.name)
-    request_id = uuid.uuid4().hex
-    now_ms = int(time.time() * 1000)
-    # PENDING is written before the message is sent, so a fast result can never be overwritten.
-    deps.result_store().put_pending(PendingRecord(
-        id=request_id, tenant=tenant, buffer=spec.name, length=tokens.length,
-        full_length=tokens.full_length, enqueued_at_ms=now_ms,
-        expires_at_s=now_ms // 1000 + settings.result_ttl_s, slo_ms=submission.slo_ms,
-    ))
-    message = {"id": request_id, "text": submission.text, "length": tokens.length,
-               "buffer": spec.name, "tenant": tenant,
-               "enqueued_at_ms": now_ms, "slo_ms": submission.slo_ms}
-    try:
-        deps.queue_sender().send(spec.name, message)
-    except Exception:
-        logger.exception("enqueue failed", extra={"request_id": request_id, "buffer": spec.name})
-        deps.result_store().fail(request_id, "could not enqueue the request")
+    job = Job(text=submission.text, tenant=submitting_tenant(identity, submission.tenant),
+              tokens=count_tokens(submission.text), slo_ms=submission.slo_ms)
+    ports = SubmitPorts(deps.router(), deps.result_store(), deps.queue_sender(),
+                        deps.queue_depth())
+    done = submit(job, ports, request_id=uuid.uuid4().hex, now_ms=int(time.time() * 1000),
+                  max_queue_depth=settings.max_queue_depth, result_ttl_s=settings.result_ttl_s)
+    if done.depth_error is not None:
+        logger.warning("queue depth unavailable", extra={"buffer": done.buffer})
+    if done.status is SubmitStatus.OVERLOADED:
+        return overloaded_response(done.buffer)
+    if done.status is SubmitStatus.UNAVAILABLE:
+        logger.error("enqueue failed", exc_info=done.enqueue_error,
+                     extra={"request_id": done.request_id, "buffer": done.buffer})
         return json_response(503, {"error": {"code": "unavailable",
                                               "message": "could not enqueue; retry later"}})
-    logger.info("accepted", extra={"request_id": request_id, "buffer": spec.name,
-                                   "length": tokens.length})
-    return json_response(202, {"id": request_id, "buffer": spec.name, "length": tokens.length,
-                               "truncated": tokens.truncated,
-                               "original_length": tokens.full_length})
-
-
-def _saturated(buffer_name: str, limit: int) -> bool:
-    try:
-        return deps.queue_depth().depth(buffer_name) >= limit
-    except Exception:
-        # Fail open: if the depth cannot be read, the send below succeeds or answers 503.
-        logger.warning("queue depth unavailable", extra={"buffer": buffer_name})
-        return False
+    logger.info("accepted", extra={"request_id": done.request_id, "buffer": done.buffer,
+                                   "length": job.tokens.length})
+    return json_response(202, {"id": done.request_id, "buffer": done.buffer,
+                               "length": job.tokens.length, "truncated": job.tokens.truncated,
+                               "original_length": job.tokens.full_length})
 
 
 @logger.inject_lambda_context

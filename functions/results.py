@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
+from functions.logic.lookup import tenant_view
 from functions.shared import deps
 from functions.shared.http import install_error_handlers, json_response
 from functions.shared.identity import authenticated_tenant
@@ -20,10 +21,8 @@ install_error_handlers(app)
 def get_request(request_id: str) -> Response:
     caller = authenticated_tenant(app.current_event.raw_event,
                                   get_settings().trust_tenant_header) or DEFAULT_TENANT
-    item = deps.result_store().get(check_request_id(request_id))
-    # A result is bound to the tenant that created it: another tenant gets the same 404 as an
-    # unknown id, so ids cannot be probed across tenants.
-    if item is None or item.get("tenant") != caller:
+    item = tenant_view(deps.result_store(), check_request_id(request_id), caller)
+    if item is None:
         return json_response(404, {"error": {"code": "unknown_id",
                                               "message": f"no request with id {request_id!r}"}})
     return json_response(200, item)

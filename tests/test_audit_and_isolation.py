@@ -1,13 +1,30 @@
-"""Pure parts of reliability: the conservation audit's arithmetic and poison bisection."""
+"""Pure parts of reliability: the conservation audit's arithmetic, and the fault wrappers.
+
+Poison bisection is tested with its code, in tests/test_logic_isolation.py.
+"""
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from functions import infer
-from functions.infer import InferItem, run_isolating
-from functions.shared.model import ModelLoadError
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError
+
+from functions.shared import deps
+from functions.shared.model import EmbedResult, ModelLoadError
+from functions.shared.queues import QueueSender
+from functions.shared.store import PendingRecord, ResultRecord, ResultStore
 from infra.client.audit import reconcile
+from infra.local.faults import (
+    FaultInjector,
+    Faults,
+    InjectedCrash,
+    PoisonInput,
+    faults_from_env,
+    injected,
+)
+from infra.local.stack import FunctionDied, contained
 
 
 def _item(status: str, at_ms: int) -> dict:
@@ -36,44 +53,99 @@ def test_audit_window_excludes_older_requests():
     assert report.accepted == 1 and report.ok
 
 
-def _items(n: int) -> list[InferItem]:
-    return [InferItem(f"m{i}", f"r{i}", f"text {i}", 4, "short", 0) for i in range(n)]
+class Recorder(ResultStore, QueueSender):
+    """Test double for the store and the sender: counts the calls that reach it."""
+
+    def __init__(self) -> None:
+        self.completed: list[str] = []
+        self.sent: list[str] = []
+
+    def put_pending(self, record: PendingRecord) -> None:
+        pass
+
+    def complete(self, request_id: str, result: ResultRecord) -> bool:
+        self.completed.append(request_id)
+        return True
+
+    def fail(self, request_id: str, reason: str) -> bool:
+        return True
+
+    def note_error(self, request_id: str, reason: str) -> None:
+        pass
+
+    def get(self, request_id: str) -> dict[str, Any] | None:
+        return None
+
+    def send(self, buffer_name: str, message: dict[str, Any]) -> str:
+        self.sent.append(buffer_name)
+        return "m"
 
 
-def test_bisection_fails_only_the_poison_members(monkeypatch):
-    calls: list[int] = []
-
-    def fake_run(items, started_ms):
-        calls.append(len(items))
-        if any(item.message_id in ("m2", "m5") for item in items):
-            raise ValueError("bad input")
-        return {item.message_id: "ok" for item in items}
-
-    monkeypatch.setattr(infer, "run_batch", fake_run)
-    ok, failed = run_isolating(_items(8), started_ms=0)
-    assert sorted(failed) == ["m2", "m5"]
-    assert sorted(ok) == ["m0", "m1", "m3", "m4", "m6", "m7"]
-    assert len(calls) < 2 * 8  # bisection, not one retry per member and then some
+class Model:
+    def embed(self, texts: list[str]) -> EmbedResult:
+        return EmbedResult(np.zeros((len(texts), 384), np.float32), 4, 1.0, "test-double")
 
 
-def test_model_load_failure_is_not_bisected(monkeypatch):
-    calls: list[int] = []
-
-    def no_model(items, started_ms):
-        calls.append(len(items))
-        raise ModelLoadError("no model")
-
-    monkeypatch.setattr(infer, "run_batch", no_model)
-    ok, failed = run_isolating(_items(4), started_ms=0)
-    assert ok == {} and sorted(failed) == ["m0", "m1", "m2", "m3"]
-    assert calls == [4]
+def test_faults_come_from_the_environment_the_stack_is_given():
+    assert faults_from_env({}) == Faults()
+    assert faults_from_env({"MBS_FAULTS": '{"store_errors": 2, "invocations": 1}',
+                            "MBS_FAIL_MODEL_LOAD": "1"}) == Faults(
+        store_errors=2, invocations=1, fail_model_load=True)
 
 
-@pytest.mark.parametrize("n", [1, 2, 7])
-def test_no_failure_is_one_forward_pass(monkeypatch, n):
-    calls: list[int] = []
-    monkeypatch.setattr(infer, "run_batch",
-                        lambda items, s: calls.append(len(items)) or {i.message_id: 1
-                                                                      for i in items})
-    ok, failed = run_isolating(_items(n), started_ms=0)
-    assert len(ok) == n and failed == {} and calls == [n]
+def test_store_and_sender_faults_hit_the_first_n_calls_then_pass_through():
+    injector = FaultInjector(Faults(store_errors=2, send_errors=1))
+    inner = Recorder()
+    store, sender = injector.result_store(lambda: inner), injector.queue_sender(lambda: inner)
+    for _ in range(2):
+        with pytest.raises(ClientError, match="ProvisionedThroughputExceeded"):
+            store.complete("r", None)
+    assert store.complete("r", None) is True and inner.completed == ["r"]
+    with pytest.raises(ClientError, match="ServiceUnavailable"):
+        sender.send("short", {})
+    assert sender.send("short", {}) == "m" and inner.sent == ["short"]
+
+
+def test_poison_marker_and_failed_load_wrap_the_model():
+    poisoned = FaultInjector(Faults(poison_marker="POISON")).embedder(Model)
+    assert poisoned.embed(["fine"]).vectors.shape == (1, 384)
+    with pytest.raises(PoisonInput, match="injected poison"):
+        poisoned.embed(["fine", "a POISON text"])
+    loads: list[int] = []
+    with pytest.raises(ModelLoadError, match="MBS_FAIL_MODEL_LOAD"):
+        FaultInjector(Faults(fail_model_load=True)).embedder(lambda: loads.append(1) or Model())
+    assert loads == []  # the real model is never loaded
+
+
+def test_crash_after_writes_hits_only_the_first_invocations():
+    injector = FaultInjector(Faults(crash_after_writes=2, invocations=1))
+    store = injector.result_store(Recorder)
+
+    def write_three(_buffer: str, _event: dict) -> dict:
+        for request_id in ("a", "b", "c"):
+            store.complete(request_id, None)
+        return {"batchItemFailures": []}
+
+    invoke = contained(injector.invocation(write_three))
+    # WHEN the first invocation writes its second result, its process dies: a failed invoke
+    with pytest.raises(FunctionDied, match="died after 2 result writes") as died:
+        invoke("short", {})
+    assert isinstance(died.value.__cause__, InjectedCrash)
+    # THEN later invocations, and writes outside any invocation, run clean
+    assert invoke("short", {}) == {"batchItemFailures": []}
+    write_three("short", {})
+
+
+def test_contained_passes_ordinary_errors_through():
+    def broken(_buffer: str, _event: dict) -> dict:
+        raise KeyError("x")
+
+    with pytest.raises(KeyError):
+        contained(broken)("short", {})
+
+
+def test_injected_wraps_the_ports_deps_makes_for_the_block_only(monkeypatch):
+    monkeypatch.setattr("functions.shared.deps.get_embedder", Model)
+    with injected(Faults(poison_marker="zebra")), pytest.raises(PoisonInput):
+        deps.embedder().embed(["zebra"])
+    assert deps.embedder().embed(["zebra"]).device == "test-double"

@@ -12,9 +12,9 @@ import pytest
 
 from functions import infer, ingest, results
 from functions.shared import deps
-from functions.shared.model import get_embedder
 from functions.shared.store import DONE, PENDING
 from infra.local.events import LocalLambdaContext, sqs_event
+from infra.local.faults import Faults, injected
 from tests.conftest import AwsStack, load_event
 
 SHORT_TEXT = "a quietly moving film"
@@ -201,6 +201,20 @@ def test_enqueue_failure_is_a_503_and_the_item_is_failed(aws):
     assert item["status"]["S"] == "FAILED"
 
 
+def test_injected_enqueue_outage_is_a_503_and_the_item_is_failed(aws):
+    # GIVEN a queue sender whose first send fails (the fault wraps the port from outside)
+    with injected(Faults(send_errors=1)):
+        reply = post(json.dumps({"text": SHORT_TEXT}))
+        retried = post_text(SHORT_TEXT)
+    # THEN the first request is FAILED with a 503, and the next one goes through
+    assert reply["statusCode"] == 503
+    assert get(retried["id"])[1]["status"] == PENDING
+    statuses = sorted(i["status"]["S"] for i in
+                      aws.ddb.scan(TableName=aws.resources.table_name)["Items"])
+    assert statuses == ["FAILED", "PENDING"]
+    assert aws.queue_depths()["short"] == 1
+
+
 def test_saturated_buffer_answers_429_with_retry_after_and_stores_nothing(aws, monkeypatch):
     # GIVEN a depth limit of 2 waiting messages on a buffer's queue
     monkeypatch.setenv("MBS_MAX_QUEUE_DEPTH", "2")
@@ -373,17 +387,13 @@ def test_redelivery_emits_a_duplicate_metric(aws, embedder, monkeypatch, capsys)
     assert '"DuplicateDeliveries"' in out
 
 
-def test_model_load_failure_fails_every_record_and_keeps_items_pending(aws, monkeypatch):
+def test_model_load_failure_fails_every_record_and_keeps_items_pending(aws):
     # GIVEN two queued requests and a model that cannot load (a fresh cold start)
     ids = [post_text(SHORT_TEXT)["id"], post_text("dull")["id"]]
     event, messages = queued_event(aws, "short")
-    monkeypatch.setenv("MBS_FAIL_MODEL_LOAD", "1")
-    get_embedder.cache_clear()
-    try:
+    with injected(Faults(fail_model_load=True)):
         # WHEN infer runs
         response = run_infer(event)
-    finally:
-        get_embedder.cache_clear()  # the failed load is not cached; later tests load afresh
     # THEN every record is reported for retry and nothing is marked done or failed
     assert failures(response) == sorted(m["MessageId"] for m in messages)
     for request_id in ids:

@@ -9,6 +9,7 @@ import pytest
 
 from functions import dlq, infer, ingest, results
 from infra.local.events import LocalLambdaContext, sqs_event
+from infra.local.faults import Faults, injected
 
 SECRET_TEXT = "my confidential diagnosis is zebra-quartz-7731"
 
@@ -36,21 +37,18 @@ def _post(text: str) -> dict:
 
 
 @pytest.mark.model
-def test_texts_never_reach_the_logs(aws, embedder, debug_logs, caplog, monkeypatch):
+def test_texts_never_reach_the_logs(aws, embedder, debug_logs, caplog):
     # GIVEN two requests, one of which the model rejects (a failure path that logs)
-    monkeypatch.setenv("MBS_FAULTS", json.dumps({"poison_marker": "zebra"}))
-    from infra.local import faults
-
-    faults.reset()
-    good = _post("an ordinary sentence")
-    bad = _post(SECRET_TEXT)
-    messages = aws.receive("short")
-    # WHEN infer runs the batch (isolating the poison) and the DLQ handler fails it
-    reply = infer.handler(sqs_event(messages, aws.resources.queue_arns["short"]),
-                          LocalLambdaContext("mbs-infer-short"))
-    dead = [m for m in messages if json.loads(m["Body"])["id"] == bad["id"]]
-    dlq.handler(sqs_event(dead, aws.resources.dlq_arns["short"]), LocalLambdaContext("mbs-dlq"))
-    faults.reset()
+    with injected(Faults(poison_marker="zebra")):
+        good = _post("an ordinary sentence")
+        bad = _post(SECRET_TEXT)
+        messages = aws.receive("short")
+        # WHEN infer runs the batch (isolating the poison) and the DLQ handler fails it
+        reply = infer.handler(sqs_event(messages, aws.resources.queue_arns["short"]),
+                              LocalLambdaContext("mbs-infer-short"))
+        dead = [m for m in messages if json.loads(m["Body"])["id"] == bad["id"]]
+        dlq.handler(sqs_event(dead, aws.resources.dlq_arns["short"]),
+                    LocalLambdaContext("mbs-dlq"))
     # THEN the logs name the requests by id, and never contain the text
     # Each record as Powertools emits it (its JSON formatter, with every extra key).
     formatter = ingest.logger.registered_formatter

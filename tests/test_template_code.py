@@ -73,6 +73,9 @@ def test_staged_code_is_the_repos_module_for_module(tmp_path: Path) -> None:
              f"for name in {HANDLER_MODULES!r}:\n"
              "    module = __import__(name, fromlist=['handler'])\n"
              "    assert callable(module.handler), name\n"
+             "unstaged = [n for n in sys.modules if n.split('.')[0] in "
+             "('infra', 'optimizer', 'tests', 'benchmarks')]\n"
+             "assert not unstaged, f'handlers import code that is not staged: {unstaged}'\n"
              f"root = {str(code)!r}\n"
              "files = [getattr(m, '__file__', None) or '' for m in list(sys.modules.values())]\n"
              "print(json.dumps(sorted(f[len(root) + 1:] for f in files if f.startswith(root))))\n")

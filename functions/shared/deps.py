@@ -1,30 +1,54 @@
-"""Process-wide dependencies (boto3 clients, ports), created once per cold start."""
+"""Process-wide dependencies (boto3 clients, ports), created once per cold start.
+
+`wrap_ports` lets whoever runs the functions (the local stack, a test) wrap each port as it is
+made, from outside: this module knows nothing of what a wrapper does.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import lru_cache
 
 import boto3
 
 from buffers.router import LengthRouter
-from functions.shared.queues import SqsQueueDepth, SqsQueueSender
+from functions.shared.model import TextEmbedder, get_embedder
+from functions.shared.queues import QueueDepth, QueueSender, SqsQueueDepth, SqsQueueSender
 from functions.shared.settings import get_settings
-from functions.shared.store import DynamoResultStore
+from functions.shared.store import DynamoResultStore, ResultStore
+
+
+class PortWrappers:
+    """Hooks applied to each port as it is made; each default returns the port unchanged."""
+
+    def result_store(self, make: Callable[[], ResultStore]) -> ResultStore:
+        return make()
+
+    def queue_sender(self, make: Callable[[], QueueSender]) -> QueueSender:
+        return make()
+
+    def embedder(self, load: Callable[[], TextEmbedder]) -> TextEmbedder:
+        return load()
+
+
+_wrappers = PortWrappers()
 
 
 @lru_cache(maxsize=1)
-def result_store() -> DynamoResultStore:
-    return DynamoResultStore(get_settings().table_name, boto3.client("dynamodb"))
+def result_store() -> ResultStore:
+    return _wrappers.result_store(
+        lambda: DynamoResultStore(get_settings().table_name, boto3.client("dynamodb")))
 
 
 @lru_cache(maxsize=1)
-def queue_sender() -> SqsQueueSender:
-    return SqsQueueSender(get_settings().queue_urls, boto3.client("sqs"))
+def queue_sender() -> QueueSender:
+    return _wrappers.queue_sender(
+        lambda: SqsQueueSender(get_settings().queue_urls, boto3.client("sqs")))
 
 
 @lru_cache(maxsize=1)
-def queue_depth() -> SqsQueueDepth:
+def queue_depth() -> QueueDepth:
     return SqsQueueDepth(get_settings().queue_urls, boto3.client("sqs"), time.monotonic)
 
 
@@ -33,7 +57,22 @@ def router() -> LengthRouter:
     return LengthRouter(get_settings().plan)
 
 
+def embedder() -> TextEmbedder:
+    """The model: loaded once per process; a load that failed is tried again on the next call."""
+    return _wrappers.embedder(get_embedder)
+
+
+def wrap_ports(wrappers: PortWrappers) -> None:
+    """Make every port from now on through `wrappers` (until `reset`)."""
+    global _wrappers
+    _wrappers = wrappers
+    for cached in (result_store, queue_sender):
+        cached.cache_clear()
+
+
 def reset() -> None:
-    """Forget cached settings and clients (a new cold start; used by the local stack and tests)."""
+    """Forget cached settings, clients and port wrappers (a new cold start)."""
+    global _wrappers
+    _wrappers = PortWrappers()
     for cached in (get_settings, result_store, queue_sender, queue_depth, router):
         cached.cache_clear()

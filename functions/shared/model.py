@@ -8,6 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 import numpy as np
 
@@ -26,6 +27,14 @@ class EmbedResult:
     padded_length: int
     inference_ms: float
     device: str
+
+
+class TextEmbedder(Protocol):
+    """The model port: what infer needs of an embedder (the model, the stand-in, a wrapper)."""
+
+    def embed(self, texts: list[str]) -> EmbedResult:
+        """Embed a batch; each text is padded to the longest in the batch."""
+        ...
 
 
 class Embedder:
@@ -99,8 +108,6 @@ class StandInEmbedder:
 @lru_cache(maxsize=1)
 def get_embedder() -> Embedder | StandInEmbedder:
     """One model per process (per Lambda cold start)."""
-    if os.environ.get("MBS_FAIL_MODEL_LOAD") == "1":  # fault injection for the reliability tests
-        raise ModelLoadError("model load disabled by MBS_FAIL_MODEL_LOAD=1")
     if os.environ.get("MBS_STANDIN_MODEL") == "1":
         return StandInEmbedder()
     return Embedder(device=os.environ.get("MBS_DEVICE") or None)

@@ -27,7 +27,6 @@ from buffers.gears import GearSelector, GearSet, check_layout
 from buffers.plan import DispatchMode, Plan
 from buffers.policies import BatchPolicy, Predictor
 from infra.local.events import sqs_event
-from infra.local.faults import InjectedCrash
 
 log = logging.getLogger("mbs.dispatcher")
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]  # (buffer name, SQS event) -> response
@@ -179,7 +178,7 @@ class QueueDispatcher:
                 reply = self._invoke(batch.buffer_name, event) or {}
                 self._report(batch, (time.perf_counter() - started) * 1000.0)
                 failed = {f["itemIdentifier"] for f in reply.get("batchItemFailures", [])}
-            except (Exception, InjectedCrash):  # the function errored, timed out or died
+            except Exception:  # the function errored, timed out or died
                 log.exception("invoke failed for a batch of %d on %s", batch.size,
                               batch.buffer_name)
                 self.stats.invoke_errors += 1

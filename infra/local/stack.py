@@ -18,7 +18,7 @@ import boto3
 from buffers.gears import gears_from_plan
 from buffers.plan import Plan
 from buffers.policies import Predictor, make_batch_policy
-from infra.dispatcher.queue_dispatcher import QueueDispatcher
+from infra.dispatcher.queue_dispatcher import Invoke, QueueDispatcher
 from infra.local.dlq_poller import DeadLetterPoller
 from infra.local.events import REGION, LocalLambdaContext
 from infra.local.gateway import HttpGateway, Route
@@ -66,6 +66,29 @@ def create_resources(plan: Plan, prefix: str, visibility_timeout_s: int,
         urls[spec.name], dlqs[spec.name], dlq_arns[spec.name] = url, dlq_url, dlq_arn
         arns[spec.name] = _queue_arn(sqs, url)
     return StackResources(table, urls, arns, dlqs, dlq_arns)
+
+
+class FunctionDied(RuntimeError):
+    """An in-process function ended its process, which on AWS is a failed invoke."""
+
+
+def contained(invoke: Invoke) -> Invoke:
+    """`invoke` as Lambda runs it: whatever escapes the function reaches the caller as an error.
+
+    On AWS a BaseException that is not an Exception (SystemExit, the fault injector's
+    InjectedCrash) ends the function's process, and Invoke answers with an error; in process it
+    would unwind the caller's thread instead, so it becomes FunctionDied here.
+    """
+
+    def run(buffer_name: str, event: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return invoke(buffer_name, event)
+        except Exception:
+            raise
+        except BaseException as exc:
+            raise FunctionDied(f"mbs-infer-{buffer_name} died: {exc!r}") from exc
+
+    return run
 
 
 def _local_aws_env(endpoint: str) -> dict[str, str]:
@@ -136,17 +159,21 @@ class LocalStack:
     def _open_handlers(self) -> None:
         from functions import dlq, infer, ingest, results
         from functions.shared import deps
-        from functions.shared.model import ModelLoadError, get_embedder
-        from infra.local import faults
+        from functions.shared.model import ModelLoadError
+        from infra.local.faults import FaultInjector, Faults, faults_from_env
 
         deps.reset()  # a cold start: settings and clients for this stack's endpoint
-        faults.reset()
+        faults = faults_from_env(os.environ)
+        # Test machinery stays outside the functions: faults wrap their ports from here.
+        injector = None if faults == Faults() else FaultInjector(faults)
+        if injector is not None:
+            deps.wrap_ports(injector)
         for module in (dlq, infer, ingest, results):
             module.logger.setLevel(self.log_level)
         try:
             # Load the model and run one pass now: torch's first forward pass in a process is
             # several times slower (lazy initialisation), and the first real batch must not pay.
-            get_embedder().embed(["warm up"])
+            deps.embedder().embed(["warm up"])
         except ModelLoadError as exc:
             # Serve anyway: every batch fails and is retried, then dead-lettered as FAILED
             # with this reason, as a Lambda whose model cannot load would behave.
@@ -158,7 +185,9 @@ class LocalStack:
                                          memory_limit_in_mb=memory[buffer_name])
             return infer.handler(event, context)
 
-        self._invoke_infer = invoke
+        if injector is not None:
+            invoke = injector.invocation(invoke)
+        self._invoke_infer = contained(invoke)
         self.dispatcher = self._new_dispatcher()
         self.dispatcher.start()
         self.dlq_poller = DeadLetterPoller(
@@ -217,10 +246,8 @@ class LocalStack:
             else:
                 os.environ[key] = value
         from functions.shared import deps
-        from infra.local import faults
 
-        deps.reset()
-        faults.reset()
+        deps.reset()  # forgets the clients and any fault wrappers
 
     def __enter__(self) -> LocalStack:
         return self.start()

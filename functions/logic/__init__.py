@@ -1,0 +1,1 @@
+"""What the handlers delegate to: plain functions over plain values and ports, no events."""
