@@ -31,7 +31,8 @@ from benchmarks.research.fairness import service_curves, token_bucket_admit  # n
 from buffers.plan import default_plan_path, load_plan, plan_from_dict  # noqa: E402
 from optimizer.platform.latency_model import load_profile  # noqa: E402
 from optimizer.platform.pricing import Pricing  # noqa: E402
-from optimizer.sim.engine import PolicyOptions, RequestAttrs, simulate  # noqa: E402
+from optimizer.sim.engine import simulate  # noqa: E402
+from optimizer.sim.policy import PolicyOptions, RequestAttrs  # noqa: E402
 from optimizer.workload.lengths import token_lengths  # noqa: E402
 from optimizer.workload.workloads import WorkloadSpec, build_workload  # noqa: E402
 

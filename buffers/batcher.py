@@ -2,59 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
-
-from buffers.padding import PaddingStats, batch_padding
 from buffers.plan import BufferSpec, Plan
 from buffers.policies.base import BatchPolicy, token_capped
 from buffers.policies.size_timeout import SizeTimeoutPolicy
 from buffers.router import LengthRouter
-
-
-class FlushReason(StrEnum):
-    SIZE = "size"  # max_batch_size requests are waiting
-    TOKENS = "tokens"  # the padded-token budget (max_batch_tokens) is reached
-    TIMEOUT = "timeout"  # the oldest request has waited timeout_ms
-    DEADLINE = "deadline"  # the most urgent request reached its last schedulable time
-    DRAIN = "drain"  # shutdown: flush whatever is left
-
-
-@dataclass(frozen=True)
-class Request:
-    """A request as the batcher sees it: an id, a token length and when it arrived."""
-
-    id: str
-    length: int
-    arrival_s: float
-    tenant: str = "default"
-    deadline_s: float | None = None
-    payload: Any = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Requests from one buffer that run together, padded to the longest member."""
-
-    buffer_index: int
-    buffer_name: str
-    requests: tuple[Request, ...]
-    reason: FlushReason
-    formed_at_s: float
-
-    @property
-    def size(self) -> int:
-        return len(self.requests)
-
-    @property
-    def padded_length(self) -> int:
-        return max(r.length for r in self.requests)
-
-    @property
-    def padding(self) -> PaddingStats:
-        return batch_padding([r.length for r in self.requests])
+from buffers.types import Batch, FlushReason, Request
 
 
 class BufferQueue:
@@ -146,6 +98,7 @@ class MultiBufferBatcher:
     Use: `add(request, now_s)` returns batches that filled up; `poll(now_s)` returns batches the
     policy releases (timeout, deadline); `next_due_s()` says when to poll next. One policy
     instance serves every buffer (fairness state is global). No clock reads, no I/O.
+    GearedBatcher (buffers/geared.py) has the same interface, one of these per gear.
     """
 
     def __init__(self, plan: Plan, policy: BatchPolicy | None = None) -> None:
@@ -155,21 +108,22 @@ class MultiBufferBatcher:
         self.queues = [BufferQueue(i, spec, self.policy) for i, spec in enumerate(plan.buffers)]
 
     def add(self, request: Request, now_s: float) -> list[Batch]:
-        queue = self.queues[self.router.index(request.length)]
-        queue.add(request)
-        return queue.take_full(now_s)
+        return self.add_to(self.router.index(request.length), request, now_s)
 
     def add_to(self, buffer_index: int, request: Request, now_s: float) -> list[Batch]:
         """Add to a given buffer (a message already routed to that buffer's queue)."""
+        return self.enqueue(buffer_index, request, now_s).take_full(now_s)
+
+    def enqueue(self, buffer_index: int, request: Request, now_s: float) -> BufferQueue:
+        """Add to a given buffer without forming batches; returns the queue it joined (now_s
+        is for the geared batcher, which counts the arrival)."""
         queue = self.queues[buffer_index]
         queue.add(request)
-        return queue.take_full(now_s)
+        return queue
 
-    def add_many(self, requests: Iterable[Request], now_s: float) -> list[Batch]:
-        out: list[Batch] = []
-        for request in requests:
-            out.extend(self.add(request, now_s))
-        return out
+    def buffer_queues(self, buffer_index: int) -> tuple[BufferQueue, ...]:
+        """Every queue that holds requests of this buffer (here one)."""
+        return (self.queues[buffer_index],)
 
     def poll(self, now_s: float) -> list[Batch]:
         out: list[Batch] = []

@@ -76,28 +76,47 @@ class GearConfig:
                    initial_rps=float(raw.get("initial_rps", 0.0)))
 
 
+class RateMeter:
+    """The measured arrival rate: r <- r * exp(-dt / tau) + n / tau, an exponentially weighted
+    moving average that is an unbiased rate estimate for a Poisson stream and needs no window
+    of timestamps."""
+
+    def __init__(self, tau_s: float, initial_rps: float = 0.0) -> None:
+        self.tau_s = tau_s
+        self.rate_rps = initial_rps
+        self.last_s: float | None = None  # when it last observed (never earlier than before)
+
+    def observe(self, now_s: float, arrivals: int = 1) -> float:
+        """Count `arrivals` at now_s and return the rate just after them. A clock that steps
+        back (a wall clock under NTP) counts as no time passing."""
+        if arrivals < 0:
+            raise ValueError(f"arrivals must be >= 0, got {arrivals}")
+        if self.last_s is not None:
+            now_s = max(now_s, self.last_s)
+            self.rate_rps *= math.exp(-(now_s - self.last_s) / self.tau_s)
+        self.last_s = now_s
+        self.rate_rps += arrivals / self.tau_s
+        return self.rate_rps
+
+
 class GearSelector:
-    """The active gear from the measured arrival rate: r <- r * exp(-dt / tau) + n / tau, an
-    unbiased rate estimate for a Poisson stream that needs no window of timestamps."""
+    """The active gear from the measured arrival rate (RateMeter), with hysteresis and dwell."""
 
     def __init__(self, config: GearConfig) -> None:
         self.config = config
         self.gear = config.initial_gear
-        self.rate_rps = config.initial_rps
         self.switches = 0
-        self._last_s: float | None = None
+        self._meter = RateMeter(config.tau_s, config.initial_rps)
         self._switched_s = -math.inf
 
+    @property
+    def rate_rps(self) -> float:
+        return self._meter.rate_rps
+
     def observe(self, now_s: float, arrivals: int = 1) -> int:
-        """Count `arrivals` at now_s and return the gear they go to. A clock that steps back
-        (a wall clock under NTP) counts as no time passing."""
-        if arrivals < 0:
-            raise ValueError(f"arrivals must be >= 0, got {arrivals}")
-        if self._last_s is not None:
-            now_s = max(now_s, self._last_s)
-            self.rate_rps *= math.exp(-(now_s - self._last_s) / self.config.tau_s)
-        self._last_s = now_s
-        self.rate_rps += arrivals / self.config.tau_s
+        """Count `arrivals` at now_s and return the gear they go to."""
+        self._meter.observe(now_s, arrivals)
+        now_s = self._meter.last_s
         if now_s - self._switched_s >= self.config.min_dwell_s:
             target = self._target()
             if target != self.gear:

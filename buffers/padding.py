@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+
+def padding_overhead(real_tokens: float, padded_tokens: float) -> float:
+    """Padded over real tokens, minus one: 0.0 means no padding waste (and no tokens at all)."""
+    return padded_tokens / real_tokens - 1.0 if real_tokens else 0.0
 
 
 @dataclass(frozen=True)
@@ -18,7 +23,7 @@ class PaddingStats:
     @property
     def overhead(self) -> float:
         """Padded over real tokens, minus one: 0.0 means no padding waste."""
-        return self.padded_tokens / self.real_tokens - 1.0 if self.real_tokens else 0.0
+        return padding_overhead(self.real_tokens, self.padded_tokens)
 
     @property
     def efficiency(self) -> float:
@@ -50,10 +55,3 @@ def batch_padding(lengths: Sequence[int]) -> PaddingStats:
         requests=len(lengths),
     )
 
-
-def total_padding(batches: Iterable[Sequence[int]]) -> PaddingStats:
-    """Padding summed over many batches."""
-    total = EMPTY
-    for lengths in batches:
-        total = total + batch_padding(lengths)
-    return total

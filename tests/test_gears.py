@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from buffers.geared import GearedBatcher
 from buffers.gears import GearConfig, GearSelector, GearSet, gears_from_plan
 from buffers.plan import BufferSpec, Plan, PlanError, load_plan, save_plan
+from buffers.types import FlushReason, Request
 from optimizer.platform.lambda_rules import LambdaRules
 from optimizer.platform.pricing import Pricing
-from optimizer.search.gears import assign_gears, gear_clock, gear_config
+from optimizer.search.gears import assign_gears, gear_clock, gear_config, measured_rates
 from optimizer.sim.engine import simulate
 
 TWO = GearConfig(up_rps=(10.0,), down_rps=(5.0,), tau_s=1.0, min_dwell_s=0.0)
@@ -88,6 +90,49 @@ def test_gear_set_round_trips_through_plan_meta(tmp_path: Path) -> None:
     broken = replace(static, meta={"gears": {"selector": {"up_rps": [1]}, "levels": []}})
     with pytest.raises(PlanError, match="meta.gears is not a valid gear set"):
         gears_from_plan(broken)
+
+
+def test_geared_batcher_sends_arrivals_to_the_active_gear() -> None:
+    # GIVEN two gears over one layout, and a rate just under the up threshold
+    low, high = _plan((4, 2), (100, 50)), _plan((16, 8), (300, 200))
+    config = GearConfig(up_rps=(10.0,), down_rps=(5.0,), tau_s=1.0, min_dwell_s=0.0,
+                        initial_rps=8.5)
+    batcher = GearedBatcher(low, GearSet((low, high), config))
+    # WHEN one request arrives (rate 9.5: low gear), then another at once (10.5: high gear)
+    assert batcher.add(Request("r0", 10, 0.0), 0.0) == []
+    assert batcher.gear == 0
+    assert batcher.add(Request("r1", 10, 0.0), 0.0) == []
+    assert batcher.gear == 1 and batcher.pending() == 2
+    # THEN each leaves under its own gear's timeout, whatever gear is active
+    assert batcher.next_due_s() == pytest.approx(0.1)
+    (first,) = batcher.poll(0.1)
+    assert [r.id for r in first.requests] == ["r0"] and first.reason is FlushReason.TIMEOUT
+    assert batcher.next_due_s() == pytest.approx(0.3)
+    (second,) = batcher.poll(0.3)
+    assert [r.id for r in second.requests] == ["r1"]
+    # AND a later arrival between the thresholds stays in the high gear, until drained
+    assert batcher.add_to(1, Request("r2", 100, 0.4), 0.4) == []
+    assert batcher.gear == 1 and len(batcher.buffer_queues(1)[1]) == 1
+    (last,) = batcher.drain(0.5)
+    assert last.buffer_name == "long" and last.reason is FlushReason.DRAIN
+    assert batcher.pending() == 0 and batcher.next_due_s() is None
+
+
+def test_geared_batcher_refuses_gears_over_another_layout() -> None:
+    other = _plan((4, 2), (100, 50), memory_mb=3008)
+    with pytest.raises(ValueError, match=r"buffers\[0\].memory_mb must equal"):
+        GearedBatcher(_plan((4, 2), (100, 50)), GearSet((other, other), TWO))
+
+
+def test_measured_rates_are_the_selectors_own() -> None:
+    arrivals = np.cumsum(np.random.default_rng(3).exponential(0.2, 500))
+    config = GearConfig(up_rps=(1e9,), down_rps=(1.0,), tau_s=7.0, initial_rps=2.5)
+    selector = GearSelector(config)
+    seen = []
+    for t in arrivals.tolist():
+        selector.observe(t)
+        seen.append(selector.rate_rps)
+    assert measured_rates(arrivals, 7.0, 2.5).tolist() == seen
 
 
 def bursty(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from buffers.batcher import MultiBufferBatcher, Request
+from buffers.batcher import MultiBufferBatcher
 from buffers.plan import BufferSpec, plan_from_dict
 from buffers.policies import (
     DeadlinePolicy,
@@ -18,6 +18,7 @@ from buffers.policies import (
     VTCPolicy,
     make_batch_policy,
 )
+from buffers.types import Request
 
 
 def linear_ms(batch: int, length: int, memory_mb: int) -> float:
@@ -237,7 +238,8 @@ def test_vtc_protects_quiet_tenants_from_a_noisy_one_in_simulation():
 
     from optimizer.platform.lambda_rules import LambdaRules
     from optimizer.platform.pricing import Pricing
-    from optimizer.sim.engine import PolicyOptions, RequestAttrs, simulate
+    from optimizer.sim.engine import simulate
+    from optimizer.sim.policy import PolicyOptions, RequestAttrs
 
     plan = plan_from_dict({"version": 1, "max_length": 256, "buffers": [
         {"min_length": 1, "max_length": 256, "max_batch_size": 4, "timeout_ms": 100,

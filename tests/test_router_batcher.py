@@ -6,10 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from buffers.batcher import Batch, FlushReason, MultiBufferBatcher, Request
-from buffers.padding import EMPTY, PaddingStats, batch_padding, total_padding
+from buffers.batcher import MultiBufferBatcher
+from buffers.padding import EMPTY, PaddingStats, batch_padding
 from buffers.plan import MODEL_MAX_LENGTH, BufferSpec, Plan, default_plan_path, load_plan
 from buffers.router import LengthRouter
+from buffers.types import Batch, FlushReason, Request
 
 
 def make_plan(*buffers: tuple[int, int, int, int | None], max_length: int = 256) -> Plan:
@@ -24,6 +25,11 @@ def make_plan(*buffers: tuple[int, int, int, int | None], max_length: int = 256)
 
 def req(i: int, length: int, arrival_s: float) -> Request:
     return Request(id=f"r{i}", length=length, arrival_s=arrival_s)
+
+
+def add_all(batcher: MultiBufferBatcher, requests: list[Request], now_s: float) -> list[Batch]:
+    """Add each request in turn; every batch that filled up on the way."""
+    return [batch for request in requests for batch in batcher.add(request, now_s)]
 
 
 # ---- router --------------------------------------------------------------------------------
@@ -125,7 +131,7 @@ def test_timeout_zero_flushes_on_a_poll_at_the_same_time():
 
 def test_drain_flushes_everything_with_drain_reason():
     batcher = MultiBufferBatcher(make_plan((32, 2, 1000, None), (256, 8, 1000, None)))
-    batcher.add_many([req(0, 5, 1.0), req(1, 100, 1.0), req(2, 200, 1.0)], 1.0)
+    add_all(batcher, [req(0, 5, 1.0), req(1, 100, 1.0), req(2, 200, 1.0)], 1.0)
     batcher.add(req(3, 6, 1.0), 1.0)  # makes b0 full: flushed by size
     batcher.add(req(4, 7, 1.0), 1.0)
     batches = batcher.drain(1.5)
@@ -152,9 +158,9 @@ def test_add_to_uses_the_given_buffer():
     assert len(batcher.queues[0]) == 0
 
 
-def test_add_many_returns_every_full_batch():
+def test_adding_in_turn_returns_every_full_batch():
     batcher = MultiBufferBatcher(make_plan((256, 2, 1000, None)))
-    batches = batcher.add_many([req(i, 5, 0.0) for i in range(5)], 0.0)
+    batches = add_all(batcher, [req(i, 5, 0.0) for i in range(5)], 0.0)
     assert [b.size for b in batches] == [2, 2]
     assert batcher.pending() == 1
 
@@ -184,13 +190,13 @@ def test_token_budget_caps_timeout_batches_too():
     assert [b.size for b in batches] == [2]
     assert batches[0].size * batches[0].padded_length == 100  # exactly at the budget
     long_first = MultiBufferBatcher(make_plan((64, 10, 100, 100), (256, 10, 1000, None)))
-    batches = long_first.add_many([req(0, 64, 0.0), req(1, 10, 0.0)], 0.0)
+    batches = add_all(long_first, [req(0, 64, 0.0), req(1, 10, 0.0)], 0.0)
     assert [(b.size, b.reason) for b in batches] == [(1, FlushReason.TOKENS)]
 
 
 def test_single_request_at_the_budget_is_one_batch():
     batcher = MultiBufferBatcher(make_plan((256, 10, 1000, 256)))
-    batches = batcher.add_many([req(i, 256, 0.0) for i in range(3)], 0.0)
+    batches = add_all(batcher, [req(i, 256, 0.0) for i in range(3)], 0.0)
     assert [(b.size, b.padded_length) for b in batches] == [(1, 256), (1, 256)]
     (last,) = batcher.drain(1.0)
     assert last.size == 1
@@ -284,14 +290,14 @@ def test_equal_lengths_have_no_padding():
     assert stats.efficiency == 1.0
 
 
-def test_total_padding_sums_batches():
-    total = total_padding([[3, 5, 10], [7], [2, 4]])
+def test_padding_stats_sum_over_batches():
+    total = batch_padding([3, 5, 10]) + batch_padding([7]) + batch_padding([2, 4])
     assert total == PaddingStats(real_tokens=31, padded_tokens=45, batches=3, requests=6)
     assert total.overhead == pytest.approx(45 / 31 - 1)
 
 
-def test_total_padding_of_nothing_is_empty():
-    assert total_padding([]) == EMPTY
+def test_empty_padding_adds_nothing():
+    assert EMPTY + batch_padding([7]) == batch_padding([7]) == batch_padding([7]) + EMPTY
     assert EMPTY.overhead == 0.0
     assert EMPTY.efficiency == 1.0
 
@@ -304,5 +310,5 @@ def test_batch_padding_rejects_bad_lengths(lengths):
 
 def test_batch_padding_property_matches_its_requests():
     batcher = MultiBufferBatcher(make_plan((256, 3, 1000, None)))
-    (batch,) = batcher.add_many([req(0, 3, 0.0), req(1, 5, 0.0), req(2, 10, 0.0)], 0.0)
+    (batch,) = add_all(batcher, [req(0, 3, 0.0), req(1, 5, 0.0), req(2, 10, 0.0)], 0.0)
     assert batch.padding == batch_padding([3, 5, 10])

@@ -9,12 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from buffers.gears import GearConfig, GearSet
 from buffers.plan import BufferSpec, DispatchMode, Plan, default_plan_path, load_plan
+from buffers.policies import PolicyType
 from optimizer.platform.lambda_rules import InstancePool, LambdaRules
 from optimizer.platform.metrics import MB_PER_GB
 from optimizer.platform.pricing import Pricing
-from optimizer.sim.baselines import batch_plan, no_batching_plan, triton_plan
+from optimizer.sim.baselines import TRITON_POLICY, batch_plan, no_batching_plan, triton_plan
 from optimizer.sim.engine import SimResult, simulate
+from optimizer.sim.policy import policy_names, register
 
 PRICING = Pricing()
 NO_COLD = LambdaRules(cold_start_ms=0.0)
@@ -236,6 +239,18 @@ def test_plans_over_the_account_limit_and_unknown_policies_fail_fast() -> None:
     plan = Plan(buffers=no_batching_plan(1024).buffers, policy="lottery")
     with pytest.raises(ValueError, match="Unknown policy: 'lottery'"):
         simulate(plan, np.zeros(1), np.ones(1, np.int64), linear, PRICING, 1000.0)
+
+
+def test_every_batch_policy_and_triton_are_registered_by_name() -> None:
+    # the engine imports no policy: each registers itself, and a buffers/ policy needs no list
+    assert set(policy_names()) == {p.value for p in PolicyType} | {TRITON_POLICY}
+    with pytest.raises(ValueError, match="policy 'triton' is already registered"):
+        register(TRITON_POLICY, lambda inputs: None)
+    gears = GearSet((triton_plan(4, 10, 1024, 2),) * 2, GearConfig(up_rps=(2.0,),
+                                                                     down_rps=(1.0,)))
+    with pytest.raises(ValueError, match="the triton policy takes no gears, got 2"):
+        simulate(triton_plan(4, 10, 1024, 2), np.zeros(1), np.ones(1, np.int64), linear,
+                 PRICING, 1000.0, gears=gears)
 
 
 def test_mbs_simulate_prints_estimated_and_simulated_metrics(monkeypatch: pytest.MonkeyPatch,

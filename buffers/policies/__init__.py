@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from buffers.policies.base import BatchPolicy, Predictor, token_capped
+from buffers.policies.base import BatchPolicy, token_capped
 from buffers.policies.deadline import DeadlinePolicy
 from buffers.policies.size_timeout import SizeTimeoutPolicy
 from buffers.policies.vtc import VTCPolicy
+from buffers.types import ServiceTime
 
-__all__ = ["BatchPolicy", "DeadlinePolicy", "PolicyType", "Predictor", "SizeTimeoutPolicy",
-           "VTCPolicy", "make_batch_policy", "token_capped"]
+__all__ = ["BatchPolicy", "DeadlinePolicy", "PolicyType", "SizeTimeoutPolicy", "VTCPolicy",
+           "make_batch_policy", "token_capped"]
 
 
 class PolicyType(StrEnum):
@@ -19,7 +20,7 @@ class PolicyType(StrEnum):
     VTC = "vtc"
 
 
-def make_batch_policy(name: str, predict_ms: Predictor | None = None,
+def make_batch_policy(name: str, predict_ms: ServiceTime | None = None,
                       weights: dict[str, float] | None = None) -> BatchPolicy:
     """The policy called `name`; the deadline policy needs a latency predictor."""
     try:

@@ -10,14 +10,10 @@ It is pure: no clock, no I/O. The same instance runs in the dispatcher and in th
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
-if TYPE_CHECKING:
-    from buffers.batcher import Batch, Request
-    from buffers.plan import BufferSpec
-
-Predictor = Callable[[int, int, int], float]  # (batch, padded_length, memory_mb) -> predicted ms
+from buffers.plan import BufferSpec
+from buffers.types import Batch, Request
 
 
 def token_capped(order: Sequence[int], pending: Sequence[Request], spec: BufferSpec) -> list[int]:

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from buffers.policies.base import BatchPolicy, Predictor, token_capped
+from buffers.policies.base import BatchPolicy, token_capped
+from buffers.types import ServiceTime
 
 OFFSET_WINDOW = 200  # batches remembered for the safety offset
 OFFSET_QUANTILE = 95
@@ -31,7 +32,8 @@ DEFAULT_MIN_OFFSET_MS = 50.0
 class DeadlinePolicy(BatchPolicy):
     name = "deadline"
 
-    def __init__(self, predict_ms: Predictor, min_offset_ms: float = DEFAULT_MIN_OFFSET_MS) -> None:
+    def __init__(self, predict_ms: ServiceTime,
+                 min_offset_ms: float = DEFAULT_MIN_OFFSET_MS) -> None:
         self.predict_ms = predict_ms
         self.min_offset_ms = min_offset_ms
         self._errors_ms: deque[float] = deque(maxlen=OFFSET_WINDOW)

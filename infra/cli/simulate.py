@@ -10,7 +10,8 @@ from typing import Any
 from buffers.plan import Plan, default_plan_path, load_plan
 from optimizer.platform.metrics import BufferMetrics, PlanMetrics
 from optimizer.platform.pricing import load_pricing
-from optimizer.sim.engine import PolicyOptions, PolicyType, RequestAttrs, simulate
+from optimizer.sim.engine import simulate
+from optimizer.sim.policy import PolicyOptions, RequestAttrs, policy_names
 from optimizer.workload.lengths import token_lengths
 from optimizer.workload.workloads import build_workload
 
@@ -125,7 +126,7 @@ def register(sub: Any, add_workload_flags: Any, workload_spec: Any) -> None:
     parser.add_argument("--profile", metavar="FILE",
                         help="latency profile JSON (default: the shipped CPU profile)")
     parser.add_argument("--pricing", metavar="FILE", help="pricing overrides JSON")
-    parser.add_argument("--policy", choices=[p.value for p in PolicyType],
+    parser.add_argument("--policy", choices=policy_names(),
                         help="batching policy (default: the plan's)")
     parser.add_argument("--json", action="store_true",
                         help='print {"estimated": ..., "simulated": ..., "relative_error": ...}')

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from buffers.padding import padding_overhead
+
 DONE, FAILED, PENDING, REJECTED = "DONE", "FAILED", "PENDING", "REJECTED"
 
 
@@ -54,7 +56,7 @@ def _batch_stats(done: list[Outcome]) -> dict[str, Any]:
         "batch_sizes": dict(sorted(sizes.items())),
         "real_tokens": real,
         "padded_tokens": padded,
-        "padding_overhead": padded / real - 1.0 if real else None,
+        "padding_overhead": padding_overhead(real, padded) if real else None,
         "mean_inference_ms": float(np.mean([b.inference_ms for b in batches.values()]))
         if n else None,
         "latency_ms": _percentiles([o.completed_at_ms - o.sent_at_ms for o in done]),

@@ -22,10 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from buffers.batcher import Batch, MultiBufferBatcher, Request
-from buffers.gears import GearSelector, GearSet, check_layout
+from buffers.batcher import MultiBufferBatcher
+from buffers.geared import GearedBatcher
+from buffers.gears import GearSet
 from buffers.plan import DispatchMode, Plan
-from buffers.policies import BatchPolicy, Predictor
+from buffers.policies import BatchPolicy
+from buffers.types import Batch, Request, ServiceTime
 from infra.local.events import sqs_event
 
 log = logging.getLogger("mbs.dispatcher")
@@ -65,21 +67,17 @@ class QueueDispatcher:
     def __init__(self, plan: Plan, sqs: Any, queue_urls: dict[str, str],
                  queue_arns: dict[str, str], invoke: Invoke,
                  clock: Callable[[], float] = time.time, policy: BatchPolicy | None = None,
-                 predict_ms: Predictor | None = None,
+                 predict_ms: ServiceTime | None = None,
                  default_slo_ms: float | None = None, gears: GearSet | None = None) -> None:
         self.plan = plan
         self.stats = DispatchStats()
         self._sqs, self._urls, self._arns = sqs, queue_urls, queue_arns
         self._invoke, self._clock = invoke, clock
         self._predict_ms, self._default_slo_ms = predict_ms, default_slo_ms
-        self._batcher = MultiBufferBatcher(plan, policy)
-        # Gears (buffers/gears.py): one batcher per gear over the plan's queues; received
-        # messages go to the active gear's, and buffered ones leave under their gear's rules.
-        self._batchers = [self._batcher]
-        self._selector = None if gears is None else GearSelector(gears.config)
-        if gears is not None:
-            check_layout(plan, gears.plans[0], "the gear set")
-            self._batchers = [MultiBufferBatcher(p, self._batcher.policy) for p in gears.plans]
+        # With gears (buffers/geared.py), received messages go to the active gear's batcher,
+        # and buffered ones leave under their own gear's rules.
+        self._batcher = MultiBufferBatcher(plan, policy) if gears is None \
+            else GearedBatcher(plan, gears, policy)
         self._policy_lock = threading.Lock()  # workers report completions from their threads
         self._inbox: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue()
         self._wake = threading.Event()
@@ -105,9 +103,8 @@ class QueueDispatcher:
             thread.join(timeout=RECEIVE_WAIT_S + 5)
         if drain:
             self._move_inbox()
-            for batcher in self._batchers:
-                for batch in batcher.drain(self._clock()):
-                    self._submit(batch)
+            for batch in self._batcher.drain(self._clock()):
+                self._submit(batch)
         for pool in self._pools:
             pool.shutdown(wait=drain)
 
@@ -144,21 +141,17 @@ class QueueDispatcher:
                 return out
             mode = self.plan.buffers[index].dispatch_mode
             request = _request_from_message(message, mode, now, self._default_slo_ms)
-            batcher = self._batcher if self._selector is None else \
-                self._batchers[self._selector.observe(now)]
             with self._policy_lock:
-                out.extend(batcher.add_to(index, request, now))
+                out.extend(self._batcher.add_to(index, request, now))
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             ready = self._move_inbox()
             with self._policy_lock:
-                for batcher in self._batchers:
-                    ready.extend(batcher.poll(self._clock()))
+                ready.extend(self._batcher.poll(self._clock()))
             for batch in ready:
                 self._submit(batch)
-            due = min((d for b in self._batchers if (d := b.next_due_s()) is not None),
-                      default=None)
+            due = self._batcher.next_due_s()
             wait_s = 0.5 if due is None else max(0.0, min(0.5, due - self._clock()))
             self._wake.wait(timeout=wait_s)
             self._wake.clear()

@@ -17,7 +17,8 @@ import boto3
 
 from buffers.gears import gears_from_plan
 from buffers.plan import Plan
-from buffers.policies import Predictor, make_batch_policy
+from buffers.policies import make_batch_policy
+from buffers.types import ServiceTime
 from infra.dispatcher.queue_dispatcher import Invoke, QueueDispatcher
 from infra.local.dlq_poller import DeadLetterPoller
 from infra.local.events import REGION, LocalLambdaContext
@@ -200,7 +201,7 @@ class LocalStack:
         ], port=self.port)
         self._gateway.start()
 
-    def _predictor(self) -> Predictor | None:
+    def _predictor(self) -> ServiceTime | None:
         """Measured-device latency from the shipped profile (this machine, not Lambda)."""
         if self.policy_name != "deadline":
             return None

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from buffers.plan import MODEL_MAX_LENGTH
+from buffers.types import ServiceTime
 from optimizer.estimator.batch_waits import Pairs, pair_offsets
-from optimizer.estimator.latency import ServiceTable, ServiceTime
+from optimizer.estimator.latency import ServiceTable
 from optimizer.platform.lambda_rules import LambdaRules
 from optimizer.platform.pricing import Pricing
 from optimizer.workload.checks import check_arrivals_and_lengths

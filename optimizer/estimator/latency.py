@@ -6,12 +6,11 @@ input, and its values are cached per (memory_mb, batch size).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-ServiceTime = Callable[[int, int, int], float]  # (batch_size, padded_length, memory_mb) -> ms
+from buffers.types import ServiceTime
 
 # The service time is evaluated exactly at these lengths and sizes and linearly interpolated in
 # between: a profile's t(B, L) is linear in B and smooth in L (optimizer/platform/latency_model.py),

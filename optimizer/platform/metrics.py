@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from buffers.padding import padding_overhead
 from optimizer.platform.pricing import MB_PER_GB, Pricing
 
 PER_MILLION = 1e6
@@ -116,7 +117,7 @@ class BufferMetrics:
     @property
     def padding_overhead(self) -> float:
         """Padded over real tokens, minus one."""
-        return self.padded_tokens / self.real_tokens - 1.0 if self.real_tokens else 0.0
+        return padding_overhead(self.real_tokens, self.padded_tokens)
 
     @property
     def mean_batch_size(self) -> float:

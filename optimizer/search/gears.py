@@ -13,8 +13,9 @@
   functions, which the rest of the trace keeps warm (keep-alive is minutes), while a gear's
   short cut-out workload would otherwise start cold and miss a p99 on cold starts alone.
   The replay of the whole trace with the gear set (cold starts on) judges the result.
-- GearedBatching is the simulator's policy for a gear set: one batcher per gear; new arrivals go
-  to the active gear's buffers, and requests already buffered leave under their own gear's rules.
+- The replay of a gear set runs the same GearedBatcher as the dispatcher (buffers/geared.py):
+  new arrivals go to the active gear's buffers, and requests already buffered leave under their
+  own gear's rules.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from buffers.gears import GearConfig, GearSelector, GearSet, check_layout
+from buffers.gears import GearConfig, GearSelector, GearSet, RateMeter
 from buffers.plan import Plan
 from optimizer.estimator.estimate import EstimatorContext
 from optimizer.platform.lambda_rules import LambdaRules
@@ -32,7 +33,7 @@ from optimizer.platform.metrics import PlanMetrics
 from optimizer.search.optimize import optimize
 from optimizer.search.result import SearchResult
 from optimizer.search.space import SearchSpace
-from optimizer.sim.engine import Launcher, PolicyOptions, ServiceTime, make_policy, simulate
+from optimizer.sim.engine import simulate
 from optimizer.sim.inputs import SimInputs
 
 DEFAULT_GEARS = 3
@@ -43,15 +44,10 @@ MAX_GEAR_PERCENTILE = 99.99
 
 
 def measured_rates(arrivals_s: np.ndarray, tau_s: float, initial_rps: float) -> np.ndarray:
-    """The GearSelector's rate estimate just after each arrival (the same EWMA)."""
-    rates = np.empty(len(arrivals_s))
-    rate, last = initial_rps, None
-    for i, t in enumerate(np.asarray(arrivals_s, dtype=np.float64).tolist()):
-        if last is not None:
-            rate *= float(np.exp(-(t - last) / tau_s))
-        rate, last = rate + 1.0 / tau_s, t
-        rates[i] = rate
-    return rates
+    """The GearSelector's rate estimate just after each arrival (its RateMeter)."""
+    meter = RateMeter(tau_s, initial_rps)
+    return np.fromiter((meter.observe(t) for t in np.asarray(arrivals_s, np.float64).tolist()),
+                       dtype=np.float64, count=len(arrivals_s))
 
 
 def gear_config(arrivals_s: np.ndarray, gears: int = DEFAULT_GEARS,
@@ -183,31 +179,3 @@ def _search_gears(static: Plan, sim: SimInputs, space: SearchSpace, slo_ms: floa
     counts = tuple(int(np.sum(gear_of == g)) for g in range(config.gears))
     return GearSet(named, config), tuple(searches), counts
 
-
-@dataclass(frozen=True)
-class _GearEvent:
-    gear: int
-    event: Any
-
-
-class GearedBatching:
-    """The simulator's policy for a gear set: each gear's own batching, sharing the functions
-    (Launcher: instance pools per buffer), with arrivals routed by the GearSelector."""
-
-    def __init__(self, gears: GearSet, plan: Plan, arrivals_s: list[float], lengths: list[int],
-                 routes: list[int], launcher: Launcher, service_ms: ServiceTime,
-                 options: PolicyOptions | None = None) -> None:
-        check_layout(plan, gears.plans[0], "the gear set")
-        self.selector = GearSelector(gears.config)
-        self.parts = [make_policy(p, arrivals_s, lengths, routes, launcher, service_ms, options)
-                      for p in gears.plans]
-        self.gear_of = np.zeros(len(arrivals_s), dtype=np.int64)
-
-    def on_arrival(self, index: int, now_s: float) -> list[tuple[float, Any]]:
-        gear = self.selector.observe(now_s)
-        self.gear_of[index] = gear
-        return [(t, _GearEvent(gear, e)) for t, e in self.parts[gear].on_arrival(index, now_s)]
-
-    def on_event(self, event: _GearEvent, now_s: float) -> list[tuple[float, Any]]:
-        follow = self.parts[event.gear].on_event(event.event, now_s)
-        return [(t, _GearEvent(event.gear, e)) for t, e in follow]

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from buffers.plan import MAX_CONCURRENCY, MODEL_MAX_LENGTH, BufferSpec, DispatchMode, Plan
+from buffers.types import ServiceTime
 from optimizer.platform.metrics import BatchLog, PlanMetrics, plan_metrics
 from optimizer.platform.pricing import Pricing
+from optimizer.sim.launcher import Launcher
+from optimizer.sim.policy import PolicyInputs, register
 
-if TYPE_CHECKING:
-    from optimizer.sim.engine import Launcher
-
-TRITON_POLICY = "triton"  # simulator.PolicyType.TRITON
+TRITON_POLICY = "triton"  # its name in the simulator's policy registry
 
 
 def _one_buffer(name: str, policy: str, max_batch: int, timeout_ms: int, memory_mb: int,
@@ -59,6 +58,8 @@ class TritonPolicy:
     Instances are Lambda environments under the same rules (cold on first use and after
     keep-alive) and are billed per invocation like the other plans, so only batching differs.
     """
+
+    gear_of = None  # one queue, no gears
 
     def __init__(self, plan: Plan, arrivals_s: list[float], lengths: list[int],
                  launcher: Launcher) -> None:
@@ -104,7 +105,16 @@ class TritonPolicy:
         return follow_ups
 
 
-def oracle_floor(lengths: np.ndarray, service_ms: Callable[[int, int, int], float],
+
+def _triton(inputs: PolicyInputs) -> TritonPolicy:
+    if inputs.gears is not None:
+        raise ValueError(f"the triton policy takes no gears, got {inputs.gears.config.gears}")
+    return TritonPolicy(inputs.plan, inputs.arrivals_s, inputs.lengths, inputs.launcher)
+
+
+register(TRITON_POLICY, _triton)
+
+def oracle_floor(lengths: np.ndarray, service_ms: ServiceTime,
                  pricing: Pricing, memory_mb: int, max_batch: int, *, slo_ms: float = 1000.0,
                  arch: str = "x86") -> PlanMetrics:
     """Every request at its own length in full batches: no padding, no waiting, no cold starts.

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from buffers.types import ServiceTime
 from optimizer.platform.lambda_rules import LambdaRules
 from optimizer.platform.pricing import Pricing
-from optimizer.sim.engine import ServiceTime
 
 
 @dataclass(frozen=True)
