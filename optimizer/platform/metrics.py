@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from buffers.padding import padding_overhead
+from optimizer.platform.cost_breakdown import PER_MILLION, CostBreakdown, RequestPath
 from optimizer.platform.pricing import MB_PER_GB, Pricing
 
-PER_MILLION = 1e6
 SQS_BATCH_MAX = 10  # ReceiveMessage and DeleteMessageBatch take at most 10 messages per call
 # Per-request fixed items (the same under every plan, so they never decide between plans):
 # the client POSTs the text and GETs its result once: two HTTP API requests.
@@ -26,33 +26,6 @@ FRONT_DURATION_MS = 15.0
 # one strongly consistent read of the result (<4 KB: 1 RRU).
 DDB_WRITE_UNITS_PER_REQUEST = 3
 DDB_READ_UNITS_PER_REQUEST = 1
-
-
-@dataclass(frozen=True)
-class CostBreakdown:
-    """USD for a whole run, by component."""
-
-    infer_compute_usd: float = 0.0  # billed GB-seconds of the infer function
-    infer_request_usd: float = 0.0  # Lambda's per-invocation fee
-    queue_usd: float = 0.0  # SQS send per request; receive and delete per 10 messages of a batch
-    api_usd: float = 0.0
-    ingest_usd: float = 0.0  # the request-path functions: ingest and results
-    store_usd: float = 0.0  # DynamoDB
-
-    @property
-    def batching_usd(self) -> float:
-        """What batching changes: the infer function and its queue traffic."""
-        return self.infer_compute_usd + self.infer_request_usd + self.queue_usd
-
-    @property
-    def total_usd(self) -> float:
-        return self.batching_usd + self.api_usd + self.ingest_usd + self.store_usd
-
-    def __add__(self, other: CostBreakdown) -> CostBreakdown:
-        return CostBreakdown(**{k: v + getattr(other, k) for k, v in asdict(self).items()})
-
-    def to_dict(self) -> dict[str, float]:
-        return {**asdict(self), "batching_usd": self.batching_usd, "total_usd": self.total_usd}
 
 
 def sqs_calls(batch_sizes: np.ndarray) -> int:
@@ -75,7 +48,8 @@ def fixed_usd(requests: int, pricing: Pricing, arch: str = "x86") -> dict[str, f
 
 def run_cost(requests: int, batch_sizes: np.ndarray, billed_ms: np.ndarray,
              memory_mb: np.ndarray, pricing: Pricing, arch: str = "x86") -> CostBreakdown:
-    """Cost of `requests` requests served by invocations with these sizes, billed ms, memory."""
+    """Bulk-path cost of `requests` requests served by invocations of these sizes, billed ms,
+    memory: the per-request and per-batch items only (request_paths.bulk_cost adds the rest)."""
     gb_s = float(np.sum(np.asarray(billed_ms, dtype=np.float64) / 1000.0
                         * np.asarray(memory_mb, dtype=np.float64) / MB_PER_GB))
     return CostBreakdown(
@@ -83,6 +57,7 @@ def run_cost(requests: int, batch_sizes: np.ndarray, billed_ms: np.ndarray,
         infer_request_usd=len(batch_sizes) * pricing.lambda_request_usd,
         queue_usd=(requests + sqs_calls(batch_sizes)) * pricing.sqs_request_usd,
         **fixed_usd(requests, pricing, arch),
+        path=RequestPath.BULK,
     )
 
 
@@ -113,6 +88,21 @@ class BufferMetrics:
     @property
     def total_cost_per_million_usd(self) -> float:
         return self.cost.total_usd / self.requests * PER_MILLION if self.requests else 0.0
+
+    @property
+    def end_to_end_cost_per_million_usd(self) -> float:
+        """Every line item per 1M requests (the same figure as total_cost_per_million_usd)."""
+        return self.cost.per_million(self.requests)["end_to_end_cost_per_million_usd"]
+
+    @property
+    def infer_cost_per_million_usd(self) -> float:
+        """The infer function's GB-seconds (INIT included) and request fees per 1M requests."""
+        return self.cost.per_million(self.requests)["infer_cost_per_million_usd"]
+
+    @property
+    def batching_cost_per_million_usd(self) -> float:
+        """What batching changes per 1M requests (the same figure as cost_per_million_usd)."""
+        return self.cost.per_million(self.requests)["batching_cost_per_million_usd"]
 
     @property
     def padding_overhead(self) -> float:
