@@ -15,7 +15,7 @@ import pytest
 
 from buffers.plan import default_plan_path, load_plan
 from infra.cli import compare as compare_cmd
-from infra.cli.main import _workload_spec, build_parser, main
+from infra.cli.main import build_parser, main
 from optimizer.compare.comparison import CompareSettings
 from optimizer.compare.workbench import Tuned, Workbench
 from optimizer.estimator.estimate import EstimatorContext, estimate
@@ -143,7 +143,7 @@ def test_compare_runs_the_gpu_path_with_a_given_profile(
     args = build_parser().parse_args(["compare", "--json", "--backend", "gpu", "--profile",
                                       str(synthetic_gpu_profile), *SLICE])
     settings = CompareSettings(evals=2, memory_choices_mb=(GPU_MEMORY_MB,))
-    assert compare_cmd.run(args, _workload_spec, tuner=stub, settings=settings) == 0
+    assert compare_cmd.run(args, tuner=stub, settings=settings) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["backend"]["name"] == "gpu"
     assert report["backend"]["pricing"]["billing_granularity_ms"] == 1000

@@ -15,7 +15,7 @@ import pytest
 
 from buffers.plan import default_plan_path, load_plan
 from infra.cli import compare as compare_cmd
-from infra.cli.main import _workload_spec, build_parser
+from infra.cli.main import build_parser
 from optimizer.compare.comparison import POLICIES, SCHEMA, CompareSettings, Comparison, compare
 from optimizer.compare.grid import BaselineGrids, Candidate, _best
 from optimizer.compare.workbench import Tuned, Workbench
@@ -60,7 +60,7 @@ def _bench(slo_ms: float = 1000.0) -> Workbench:
 
 def _run_json(capsys: pytest.CaptureFixture[str], *flags: str) -> dict:
     args = build_parser().parse_args(["compare", "--json", *SLICE, *flags])
-    assert compare_cmd.run(args, _workload_spec, tuner=StubTuner(), settings=SETTINGS) == 0
+    assert compare_cmd.run(args, tuner=StubTuner(), settings=SETTINGS) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -151,7 +151,7 @@ def test_a_sweep_re_optimizes_at_every_slo(capsys: pytest.CaptureFixture[str],
     tuner = StubTuner()
     args = build_parser().parse_args(["compare", "--json", *SLICE, "--plots", str(tmp_path),
                                       "--sweep-slos", "2000,500", "--sweep-evals", "2"])
-    assert compare_cmd.run(args, _workload_spec, tuner=tuner, settings=SETTINGS) == 0
+    assert compare_cmd.run(args, tuner=tuner, settings=SETTINGS) == 0
     report = json.loads(capsys.readouterr().out)
     # the main comparison at 1000 ms, then MBS and BATCH searched again at each swept SLO
     assert tuner.calls == [(1000.0, 4, 3), (1000.0, 1, 3), (500.0, 4, 2), (500.0, 1, 2),
@@ -166,7 +166,7 @@ def test_a_sweep_re_optimizes_at_every_slo(capsys: pytest.CaptureFixture[str],
 
 def test_the_table_says_every_figure_is_simulated(capsys: pytest.CaptureFixture[str]) -> None:
     args = build_parser().parse_args(["compare", *SLICE])
-    assert compare_cmd.run(args, _workload_spec, tuner=StubTuner(), settings=SETTINGS) == 0
+    assert compare_cmd.run(args, tuner=StubTuner(), settings=SETTINGS) == 0
     out = capsys.readouterr().out
     assert "SIMULATED" in out and "none measured" in out
     for label in ("MBS", "BATCH tuned", "no batching", "Triton-style", "oracle floor",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 from collections.abc import Sequence
@@ -13,17 +12,14 @@ import pytest
 
 from infra.aws.deploy import run_sam, sam_commands
 from infra.aws.render import render
-from infra.cli import deploy as deploy_cmd
+from infra.cli.main import main
 from tests.test_render import VARIED_PLAN, shipped
 from tests.test_template_moto import aws_env, create_stack  # noqa: F401 - the fixture
 
 
 def mbs(*argv: str) -> int:
-    """Run `mbs ARGV` with only this module's subcommands registered."""
-    parser = argparse.ArgumentParser(prog="mbs")
-    deploy_cmd.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    return args.func(args)
+    """Run `mbs ARGV`, as the console script does."""
+    return main(list(argv))
 
 
 def test_render_writes_template_samconfig_parameters_and_code(tmp_path: Path,

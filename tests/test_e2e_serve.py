@@ -69,6 +69,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out  # Ctrl-C shuts down cleanly
     assert "stopped." in out
+    assert "\r" not in out  # no model-loading bar: its output went to a pipe, not a terminal
 
 
 def test_short_and_long_texts_get_unit_embeddings_from_different_buffers(served):
@@ -148,6 +149,18 @@ def test_serve_without_arguments_uses_the_shipped_plan(served):
     assert served["plan"] == load_plan(default_plan_path()).to_dict()
     assert served["url"].startswith("http://127.0.0.1:")
     assert served["aws_endpoint_url"].startswith("http://127.0.0.1:")
+
+
+def test_replay_into_a_pipe_reports_without_progress_bars(served):
+    # WHEN `mbs replay` sends 3 s of the trace with its output going to a pipe (as in a log)
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.cli.main", "replay", "--url", served["url"],
+         "--duration", "3", "--collect-timeout", "60"],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=180)
+    # THEN nothing is lost and the report comes without carriage-return bar updates
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "\r" not in done.stdout + done.stderr
+    assert "Replay report (measured on the running service)" in done.stdout
 
 
 def test_audit_reconciles_the_running_stack(served, capsys):

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from infra.client.replay_report import DONE, FAILED, PENDING, REJECTED, Outcome, render, summarize
+from infra.client.replay_report import (
+    DONE,
+    FAILED,
+    PENDING,
+    REJECTED,
+    Outcome,
+    format_report,
+    summarize,
+)
 
 
 def _done(sent: int, done: int, buffer: str, batch: str, size: int, padded: int, real: int,
@@ -39,7 +47,7 @@ def test_counts_latency_padding_and_batches():
     assert report["buffers"]["short"]["padding_overhead"] == pytest.approx(10 / 8 - 1)
     assert report["buffers"]["long"]["mean_inference_ms"] == 50.0
     assert report["throughput_rps"] == pytest.approx(3 / 0.42)  # 3 done over 0..420 ms
-    text = render(report)
+    text = format_report(report)
     assert "lost 1" in text and "short" in text and "long" in text
 
 
@@ -48,4 +56,4 @@ def test_nothing_done_reports_no_latency():
     assert report["requests"]["done"] == 0
     assert report["latency_ms"]["p99"] is None
     assert report["throughput_rps"] is None
-    assert "-" in render(report)
+    assert "-" in format_report(report)

@@ -28,11 +28,43 @@ def test_load_latin1_fallback(tmp_path):
     assert load_texts(path) == ["café au lait"]
 
 
-def test_load_jsonl_and_mixed_lines(tmp_path):
+def test_load_jsonl(tmp_path):
     path = tmp_path / "texts.jsonl"
     lines = [json.dumps({"text": "a query", "id": 1}), "", json.dumps({"text": "naïve doc"})]
-    path.write_text("\n".join(lines + ["plain line"]) + "\n", encoding="utf-8")
-    assert load_texts(path) == ["a query", "naïve doc", "plain line"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert load_texts(path) == ["a query", "naïve doc"]
+
+
+def test_a_plain_line_in_a_jsonl_file_is_an_error_not_a_text(tmp_path):
+    # The format is decided per file: a .jsonl file is JSON lines throughout.
+    path = tmp_path / "texts.jsonl"
+    path.write_text(json.dumps({"text": "a query"}) + "\nplain line\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"texts\.jsonl: line 2: invalid JSON"):
+        load_texts(path)
+
+
+def test_json_lines_without_the_suffix_are_known_by_their_first_line(tmp_path):
+    path = tmp_path / "export.txt"
+    path.write_text("\n  \n" + json.dumps({"text": "from an export"}) + "\n"
+                    + json.dumps({"text": "{braces} inside"}) + "\n", encoding="utf-8")
+    assert load_texts(path) == ["from an export", "{braces} inside"]
+
+
+def test_a_plain_text_file_keeps_a_line_that_starts_with_a_brace(tmp_path):
+    # GIVEN a plain corpus whose line 951 starts with "{" (as a real one did) and another that
+    # is a whole JSON object: both are texts, because the first line says plain text.
+    texts = [f"review number {i}: a fine film" for i in range(1, 1001)]
+    texts[950] = "{sic} the director's cut runs long"
+    texts[951] = '{"text": "this line looks like JSON but the file is plain text"}'
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    assert load_texts(path) == texts
+
+
+def test_a_first_line_that_only_starts_with_a_brace_means_plain_text(tmp_path):
+    path = tmp_path / "notes"
+    path.write_text("{draft} first note\nsecond note\n", encoding="utf-8")
+    assert load_texts(path) == ["{draft} first note", "second note"]
 
 
 def test_jsonl_errors_name_line_number(tmp_path):

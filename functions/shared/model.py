@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -44,7 +45,12 @@ class Embedder:
         try:
             import torch
             from transformers import AutoModel
+            from transformers.utils import logging as hf_logging
 
+            if not (sys.stderr and sys.stderr.isatty()):
+                # transformers 5 draws a "Loading weights" bar on every load, terminal or not;
+                # in a log or pipe (Lambda, `mbs demo > log`) that is carriage-return noise.
+                hf_logging.disable_progress_bar()
             self._torch = torch
             self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
             # A local directory, never the hub: local_files_only makes that a hard rule.

@@ -9,6 +9,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from infra.cli.common import (
+    add_arch_flag,
+    add_json_flag,
+    add_max_buffers_flag,
+    add_model_flags,
+    add_percentile_flag,
+    add_slo_flag,
+    add_workload_flags,
+    check_slo,
+    workload_spec,
+)
 from optimizer.compare.comparison import POLICIES, CompareSettings, Comparison, compare, sweep
 from optimizer.compare.grid import BaselineGrids
 from optimizer.compare.tuning import DEFAULT_EVALS
@@ -38,7 +49,7 @@ def _row(comparison: Comparison, name: str) -> tuple[str, ...]:
             f"{m.padding_overhead:.1%}", f"{m.invocations:.0f}", f"{m.mean_batch_size:.2f}")
 
 
-def render(comparison: Comparison, workload: str, backend: str) -> str:
+def format_comparison(comparison: Comparison, workload: str, backend: str) -> str:
     """The comparison table, every figure marked simulated."""
     rows = [_COLUMNS, *(_row(comparison, n) for n in POLICIES)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
@@ -67,10 +78,7 @@ def render(comparison: Comparison, workload: str, backend: str) -> str:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if not args.slo_ms > 0:
-        raise ValueError(f"--slo-ms must be > 0, got {args.slo_ms}")
-    if not 0 < args.percentile < 100:
-        raise ValueError(f"--percentile must be in (0, 100), got {args.percentile}")
+    check_slo(args.slo_ms, args.percentile)
     if args.sweep_evals is not None and args.sweep_evals < 1:
         raise ValueError(f"--sweep-evals must be >= 1, got {args.sweep_evals}")
     _sweep_slos(args.sweep_slos)  # fail before the searches, not after
@@ -105,7 +113,7 @@ def _tuning(args: argparse.Namespace, backend: Any, tuner: Tuner | None,
                                         args.arch))
 
 
-def run(args: argparse.Namespace, workload_spec: Any, tuner: Tuner | None = None,
+def run(args: argparse.Namespace, tuner: Tuner | None = None,
         settings: CompareSettings | None = None) -> int:
     """The command's body; `tuner` (with `settings`) replaces the Bayesian search in tests."""
     from optimizer.workload.lengths import token_lengths
@@ -136,41 +144,35 @@ def run(args: argparse.Namespace, workload_spec: Any, tuner: Tuner | None = None
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(render(result, spec.describe(), backend.describe()))
+        print(format_comparison(result, spec.describe(), backend.describe()))
     return 0
 
 
-def register(sub: Any, add_workload_flags: Any, workload_spec: Any) -> None:
-    """Add `mbs compare` to the CLI's subparsers."""
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add `mbs compare` to the subcommands."""
     parser = sub.add_parser(
         "compare", help="MBS against every baseline for one workload and SLO, simulated",
         description="Optimize MBS (the Bayesian search over up to --max-buffers buffers) and "
         "every baseline (BATCH: the same search with one buffer; a Triton-style batcher and no "
         "batching: small grids; the oracle floor) for the same workload and SLO, replay them "
         "all in the simulator on the same trace and print one table. Every figure is simulated.")
-    parser.add_argument("--slo-ms", type=float, default=1000.0, metavar="MS",
-                        help="latency SLO (default 1000)")
-    parser.add_argument("--percentile", type=float, default=99.0, metavar="P",
-                        help="the SLO holds when the P-th latency percentile <= --slo-ms "
-                             "(default 99)")
+    add_slo_flag(parser)
+    add_percentile_flag(parser)
     parser.add_argument("--mode", choices=MODES, default="dispatcher",
                         help="dispatch mode MBS and BATCH plan for (default dispatcher); the "
                              "Triton-style and no-batching baselines dispatch per request "
                              "either way")
-    parser.add_argument("--arch", choices=["x86", "arm64"], default="x86")
+    add_arch_flag(parser)
     parser.add_argument("--backend", choices=[b.value for b in BackendType], default="lambda",
                         help="lambda: CPU Lambda functions (GB-second billing); gpu: a "
                              "GPU-backed function billed per second, planned with the GPU "
                              "profile (default: optimizer/profiles/gpu.json, fitted to the "
                              "reference H100 timings)")
-    parser.add_argument("--profile", metavar="FILE",
-                        help="latency profile JSON (default: the shipped one for the backend)")
-    parser.add_argument("--pricing", metavar="FILE", help="pricing overrides JSON")
-    parser.add_argument("--max-buffers", type=int, default=4, metavar="K",
-                        help="most buffers MBS may use (default 4)")
+    add_model_flags(parser, profile_default="the shipped one for the backend")
+    add_max_buffers_flag(parser)
     parser.add_argument("--evals", type=int, default=None, metavar="N",
                         help=f"search evaluations per policy (default {DEFAULT_EVALS})")
-    parser.add_argument("--json", action="store_true", help="print the documented JSON object")
+    add_json_flag(parser, "print the documented JSON object")
     parser.add_argument("--plots", metavar="DIR", help="write PNG charts here (runs an SLO "
                         "sweep too, re-optimizing at each SLO)")
     parser.add_argument("--sweep-slos", default=",".join(f"{s:g}" for s in
@@ -181,4 +183,4 @@ def register(sub: Any, add_workload_flags: Any, workload_spec: Any) -> None:
                         help="search evaluations per policy at each swept SLO (default a third "
                              "of --evals)")
     add_workload_flags(parser, duration=None)
-    parser.set_defaults(func=lambda args: run(args, workload_spec))
+    return parser

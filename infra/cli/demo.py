@@ -11,6 +11,7 @@ Plans, plots and a JSON report go to --out-dir.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -18,7 +19,39 @@ from pathlib import Path
 from typing import Any
 
 from buffers.plan import save_plan
+from infra.cli.common import add_json_flag, add_slo_flag
+from infra.cli.compare import format_comparison
+from optimizer.workload.traces import DEFAULT_PRESET, TRACE_PRESETS
 from optimizer.workload.workloads import WorkloadSpec, build_workload
+
+DEMO_START_S, DEMO_DURATION_S, DEMO_SPEEDUP, DEMO_EVALS = 600.0, 90.0, 1.0, 1000
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add `mbs demo` to the subcommands."""
+    parser = sub.add_parser("demo", help="the main job: optimize, compare, serve and measure",
+                            description="Plan MBS and every baseline for the bursty Azure code "
+                            "trace (Bayesian search, simulated), then serve a slice of the same "
+                            "trace with real texts through the local stack with MBS's plan and "
+                            "with BATCH's, and print modelled and measured figures side by "
+                            "side.")
+    parser.add_argument("--workload", choices=sorted(TRACE_PRESETS), default=DEFAULT_PRESET,
+                        help=f"trace to plan for and replay (default {DEFAULT_PRESET})")
+    add_slo_flag(parser, "p99 latency SLO (default 1000)")
+    parser.add_argument("--evals", type=int, default=DEMO_EVALS,
+                        help=f"search evaluations per plan (default {DEMO_EVALS})")
+    parser.add_argument("--start", type=float, default=DEMO_START_S, metavar="S",
+                        help=f"start of the served slice (default {DEMO_START_S:g})")
+    parser.add_argument("--duration", type=float, default=DEMO_DURATION_S, metavar="S",
+                        help=f"length of the served slice (default {DEMO_DURATION_S:g})")
+    parser.add_argument("--speedup", type=float, default=DEMO_SPEEDUP,
+                        help="replay X times faster")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the searches and of text sampling (default 0)")
+    parser.add_argument("--out-dir", default="out/demo", metavar="DIR",
+                        help="plans, plots and demo.json go here (default out/demo)")
+    add_json_flag(parser)
+    return parser
 
 
 def _say(msg: str) -> None:
@@ -64,7 +97,8 @@ def _row(name: str, modelled: dict, measured: dict) -> str:
             f"{measured['padding_overhead'] or 0:>8.1%} {mean_b or 0:>7.1f} {req['lost']:>5}")
 
 
-def render(report: dict) -> str:
+def format_demo(report: dict) -> str:
+    """Modelled (simulated, whole trace) beside measured (local stack, slice) per plan."""
     head = (f"  {'plan':<7}| {'$/1M':>9} {'p99 ms':>8} {'padding':>8} {'mean B':>7} | "
             f"{'p50 ms':>7} {'p99 ms':>8} {'padding':>8} {'mean B':>7} {'lost':>5}")
     lines = ["", "MBS demo: modelled (simulated on Lambda, whole trace) | measured (this "
@@ -80,8 +114,8 @@ def render(report: dict) -> str:
     return "\n".join(lines)
 
 
-def run_demo(args: Any) -> int:
-    from infra.cli.compare import render as render_comparison
+def run(args: argparse.Namespace) -> int:
+    """Plan and compare, serve MBS's and BATCH's plans, print both; exit 1 if any was lost."""
     from optimizer.compare.plots import write_plots
 
     started = time.monotonic()
@@ -93,7 +127,7 @@ def run_demo(args: Any) -> int:
     comparison, backend = plan_and_compare(full, args.slo_ms, args.evals, args.seed, args.json)
     modelled = comparison.to_dict(full.describe(), backend)
     if not args.json:
-        print(render_comparison(comparison, full.describe(), backend.describe()), flush=True)
+        print(format_comparison(comparison, full.describe(), backend.describe()), flush=True)
     files = [str(p) for p in write_plots(comparison, (), out_dir, f"{full.describe()}; lambda")]
     measured = {}
     part = WorkloadSpec(preset=args.workload, start_s=args.start, duration_s=args.duration,
@@ -111,6 +145,6 @@ def run_demo(args: Any) -> int:
     (out_dir / "demo.json").write_text(json.dumps(report, indent=2, default=str) + "\n",
                                        encoding="utf-8")
     report["files"].append(str(out_dir / "demo.json"))
-    print(json.dumps(report, indent=2, default=str) if args.json else render(report))
+    print(json.dumps(report, indent=2, default=str) if args.json else format_demo(report))
     lost = sum(m["requests"]["lost"] for m in measured.values())
     return 0 if lost == 0 else 1

@@ -17,6 +17,16 @@ from typing import Any
 import numpy as np
 
 from buffers.plan import Plan, save_plan
+from infra.cli.common import (
+    add_arch_flag,
+    add_json_flag,
+    add_max_buffers_flag,
+    add_model_flags,
+    add_percentile_flag,
+    add_slo_flag,
+    add_workload_flags,
+    workload_spec,
+)
 from optimizer.platform.latency_model import DEFAULT_CPU_PROFILE
 from optimizer.platform.metrics import PlanMetrics
 
@@ -80,7 +90,8 @@ def plan_meta(args: argparse.Namespace, description: str, arrivals_s: np.ndarray
     }
 
 
-def render(plan: Plan, modelled: PlanMetrics, simulated: PlanMetrics, head: list[str]) -> str:
+def format_plan(plan: Plan, modelled: PlanMetrics, simulated: PlanMetrics,
+                head: list[str]) -> str:
     """The plan's buffers, then modelled against simulated figures."""
     lines = [*head, f"plan: {len(plan.buffers)} buffer(s)",
              "  buffer       lengths   batch  timeout ms  memory MB  concurrency  mode"]
@@ -118,97 +129,88 @@ def _gear_lines(gears: Any, percentile: float) -> list[str]:
     return lines
 
 
-def make_cmd(workload_spec: Any) -> Any:
-    def cmd_optimize(args: argparse.Namespace) -> int:
-        from optimizer.estimator.estimate import EstimatorContext
-        from optimizer.platform.latency_model import load_profile
-        from optimizer.platform.pricing import load_pricing
-        from optimizer.search.optimize import optimize
-        from optimizer.search.space import make_space
-        from optimizer.sim.inputs import SimInputs
-        from optimizer.workload.lengths import token_lengths
-        from optimizer.workload.workloads import build_workload
+def run(args: argparse.Namespace) -> int:
+    """Search, re-check and write the plan; exit 1 when no plan meets the SLO."""
+    from optimizer.estimator.estimate import EstimatorContext
+    from optimizer.platform.latency_model import load_profile
+    from optimizer.platform.pricing import load_pricing
+    from optimizer.search.optimize import optimize
+    from optimizer.search.space import make_space
+    from optimizer.sim.inputs import SimInputs
+    from optimizer.workload.lengths import token_lengths
+    from optimizer.workload.workloads import build_workload
 
-        if args.search_seed is None:
-            args.search_seed = args.seed
-        spec = workload_spec(args)
-        workload = build_workload(spec)
-        lengths = token_lengths(workload)
-        profile, model = load_profile(args.profile)
-        pricing = load_pricing(args.pricing)
-        space = make_space(args.mode, args.max_buffers, args.arch, slo_ms=args.slo_ms)
-        ctx = EstimatorContext.build(workload.arrivals_s, lengths, model, pricing, args.slo_ms,
-                                     arch=args.arch)
-        sim = SimInputs(workload.arrivals_s, lengths, model, pricing)
-        bars = _Bars()
+    if args.search_seed is None:
+        args.search_seed = args.seed
+    spec = workload_spec(args)
+    workload = build_workload(spec)
+    lengths = token_lengths(workload)
+    profile, model = load_profile(args.profile)
+    pricing = load_pricing(args.pricing)
+    space = make_space(args.mode, args.max_buffers, args.arch, slo_ms=args.slo_ms)
+    ctx = EstimatorContext.build(workload.arrivals_s, lengths, model, pricing, args.slo_ms,
+                                 arch=args.arch)
+    sim = SimInputs(workload.arrivals_s, lengths, model, pricing)
+    bars = _Bars()
+    try:
+        result = optimize(ctx, sim, space, args.slo_ms, args.percentile, args.evals,
+                          args.search_seed, bars)
+    finally:
+        bars.close()
+    if not result.feasible:
+        print(f"mbs optimize: no plan written: {result.message}", file=sys.stderr)
+        return 1
+    plan = Plan(buffers=result.plan.buffers, name="mbs-optimized", meta=plan_meta(
+        args, spec.describe(), workload.arrivals_s, profile, pricing, result))
+    gears = None
+    if args.gears:
+        gear_bars = _Bars("gears")
         try:
-            result = optimize(ctx, sim, space, args.slo_ms, args.percentile, args.evals,
-                              args.search_seed, bars)
+            gears = _gears(args, plan, sim, space, gear_bars)
         finally:
-            bars.close()
-        if not result.feasible:
-            print(f"mbs optimize: no plan written: {result.message}", file=sys.stderr)
-            return 1
-        plan = Plan(buffers=result.plan.buffers, name="mbs-optimized", meta=plan_meta(
-            args, spec.describe(), workload.arrivals_s, profile, pricing, result))
-        gears = None
-        if args.gears:
-            gear_bars = _Bars("gears")
-            try:
-                gears = _gears(args, plan, sim, space, gear_bars)
-            finally:
-                gear_bars.close()
-            if gears.meets_slo:
-                plan.meta["gears"] = gears.meta()
-        save_plan(plan, args.out)
-        head = [f"mbs optimize: {spec.describe()}, {workload.count} requests; SLO "
-                f"p{args.percentile:g} <= {args.slo_ms:g} ms; {args.mode} mode, {args.arch}",
-                f"search: {result.evaluations} of {args.evals} plans estimated in "
-                f"{result.wall_s:.1f} s (seed {args.search_seed}); {result.message}"]
-        if args.json:
-            out = {"plan": plan.to_dict(), "out": str(Path(args.out)),
-                   "search": plan.meta["search"]}
-            print(json.dumps(out, indent=2, default=str))
-        else:
-            print(render(plan, result.estimated, result.simulated, head))
-            if gears is not None:
-                print("\n".join(_gear_lines(gears, args.percentile)))
-            print(f"wrote {args.out}")
-        return 0
-
-    return cmd_optimize
+            gear_bars.close()
+        if gears.meets_slo:
+            plan.meta["gears"] = gears.meta()
+    save_plan(plan, args.out)
+    head = [f"mbs optimize: {spec.describe()}, {workload.count} requests; SLO "
+            f"p{args.percentile:g} <= {args.slo_ms:g} ms; {args.mode} mode, {args.arch}",
+            f"search: {result.evaluations} of {args.evals} plans estimated in "
+            f"{result.wall_s:.1f} s (seed {args.search_seed}); {result.message}"]
+    if args.json:
+        out = {"plan": plan.to_dict(), "out": str(Path(args.out)),
+               "search": plan.meta["search"]}
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        print(format_plan(plan, result.estimated, result.simulated, head))
+        if gears is not None:
+            print("\n".join(_gear_lines(gears, args.percentile)))
+        print(f"wrote {args.out}")
+    return 0
 
 
-def register(sub: Any, add_workload_flags: Any, workload_spec: Any) -> None:
-    """Add `mbs optimize` to the CLI's subparsers."""
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add `mbs optimize` to the subcommands."""
     parser = sub.add_parser(
         "optimize", help="find the cheapest plan that meets a latency SLO (modelled)",
         description="Bayesian search (GP, scikit-optimize) over the number of buffers, their "
         "length boundaries and each buffer's batch size, timeout and memory, scored by the "
         "analytical estimator; the winner is re-checked by the simulator before it is written.")
-    parser.add_argument("--slo-ms", type=float, default=1000.0, metavar="MS",
-                        help="latency SLO (default 1000)")
-    parser.add_argument("--percentile", type=float, default=99.0, metavar="P",
-                        help="the SLO's percentile, 0 < P < 100 (default 99)")
+    add_slo_flag(parser)
+    add_percentile_flag(parser)
     parser.add_argument("--mode", choices=["managed", "dispatcher"], default="dispatcher",
                         help="dispatch mode the plan is for (default dispatcher)")
-    parser.add_argument("--arch", choices=["x86", "arm64"], default="x86",
-                        help="Lambda architecture, for its price (default x86)")
-    parser.add_argument("--max-buffers", type=int, default=4, metavar="K",
-                        help="at most K buffers (default 4)")
+    add_arch_flag(parser)
+    add_max_buffers_flag(parser)
     parser.add_argument("--evals", type=int, default=DEFAULT_EVALS, metavar="N",
                         help=f"budget of plan estimates: 1 in 25 GP ask/tell rounds (8-60), "
                              f"the rest a local polish (default {DEFAULT_EVALS})")
     parser.add_argument("--search-seed", type=int, default=None, metavar="S",
                         help="seed of the search (default: --seed)")
-    parser.add_argument("--profile", metavar="FILE",
-                        help="latency profile JSON (default: the shipped CPU profile)")
-    parser.add_argument("--pricing", metavar="FILE", help="pricing overrides JSON")
+    add_model_flags(parser)
     parser.add_argument("--out", required=True, metavar="PLAN",
                         help="where to write the plan (atomically)")
     parser.add_argument("--gears", action="store_true",
                         help="also plan one batching per load level into meta.gears")
-    parser.add_argument("--json", action="store_true",
-                        help="print the plan and the search summary as JSON")
+    add_json_flag(parser, "print the plan and the search summary as JSON")
     add_workload_flags(parser, duration=None)
-    parser.set_defaults(func=make_cmd(workload_spec))
+    return parser

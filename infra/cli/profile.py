@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from infra.cli.common import add_report_flags, emit
 from optimizer.platform.latency_model import LatencyModel
 from optimizer.profiling.profiler import MAX_FOREIGN_CORES
 
@@ -42,7 +43,7 @@ def _check_counts(args: argparse.Namespace) -> None:
         raise ValueError(f"--patience-s must be >= 0, got {args.patience_s}")
 
 
-def render(profile: dict[str, Any]) -> str:
+def format_profile(profile: dict[str, Any]) -> str:
     """A table of measured median ms (batch rows x length columns) and the fit's error."""
     grid = {(g["batch"], g["length"]): g["median_ms"] for g in profile["grid"]}
     batches = sorted({b for b, _ in grid})
@@ -72,16 +73,7 @@ def render(profile: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write(profile: dict[str, Any], args: argparse.Namespace) -> int:
-    text = json.dumps(profile, indent=1)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-    print(text if args.json else render(profile))
-    return 0
-
-
-def cmd_from_reference(args: argparse.Namespace) -> int:
+def _from_reference(args: argparse.Namespace) -> int:
     from optimizer.profiling.reference import profile_from_reference
 
     path = Path(args.from_reference)
@@ -91,12 +83,15 @@ def cmd_from_reference(args: argparse.Namespace) -> int:
         reference = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"--from-reference: {path} is not JSON ({err})") from None
-    return _write(profile_from_reference(reference, source=str(path), dtype=args.dtype), args)
+    emit(profile_from_reference(reference, source=str(path), dtype=args.dtype), args,
+         format_profile, indent=1)
+    return 0
 
 
-def cmd_profile(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Measure (or, with --from-reference, convert), fit, print and write the profile."""
     if args.from_reference:
-        return cmd_from_reference(args)
+        return _from_reference(args)
     batches = parse_sizes(args.batches, "--batches")
     lengths = parse_sizes(args.lengths, "--lengths")
     _check_counts(args)
@@ -105,7 +100,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from optimizer.profiling.profiler import run_profile  # torch loads only when profiling
 
     passes = 1 if args.device.startswith("cuda") or args.threads == 1 else 2
-    with tqdm(total=passes * len(batches) * len(lengths), unit="point", file=sys.stderr) as bar:
+    # disable=None: a bar on a terminal only, never carriage-return updates in a log or pipe
+    with tqdm(total=passes * len(batches) * len(lengths), unit="point", file=sys.stderr,
+              disable=None) as bar:
         def on_point(label: str, point: Any) -> None:
             bar.set_postfix_str(f"{label} {point.batch}x{point.length} {point.median_ms:.0f} ms")
             bar.update()
@@ -115,10 +112,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
                               budget_s=args.budget_s, patience_s=args.patience_s,
                               cold_start_runs=args.cold_start_runs,
                               on_point=on_point)
-    return _write(profile, args)
+    emit(profile, args, format_profile, indent=1)
+    return 0
 
 
-def register(sub: Any, add_workload_flags: Any = None, workload_spec: Any = None) -> None:
+def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add `mbs profile` (the workload flags do not apply: it times fixed shapes)."""
     prof = sub.add_parser(
         "profile", help="measure the model's latency over batch x length and fit t(B, L)",
@@ -146,6 +144,5 @@ def register(sub: Any, add_workload_flags: Any = None, workload_spec: Any = None
                            "of 'dtype:BxL' -> ms (e.g. shared/reference/minilm_h100_ms.json)")
     prof.add_argument("--dtype", default="float32",
                       help="with --from-reference, which dtype's entries (default %(default)s)")
-    prof.add_argument("--out", metavar="FILE", help="write the profile JSON here")
-    prof.add_argument("--json", action="store_true", help="print the profile as JSON")
-    prof.set_defaults(func=cmd_profile)
+    add_report_flags(prof, "profile")
+    return prof

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-from buffers.plan import Plan, default_plan_path, load_plan
+from infra.cli.common import (
+    add_json_flag,
+    add_model_flags,
+    add_plan_flag,
+    add_slo_flag,
+    add_workload_flags,
+    check_slo,
+    resolve_plan,
+    workload_spec,
+)
 from optimizer.platform.metrics import BufferMetrics, PlanMetrics
 from optimizer.platform.pricing import load_pricing
 from optimizer.sim.engine import simulate
@@ -19,14 +27,6 @@ _COLUMNS = ("buffer", "requests", "invocations", "batch", "padding", "p50 ms", "
             "p99 ms", "in SLO", "cold", "$/1M batching", "$/1M total")
 
 
-def resolve_plan(value: str | None) -> Plan:
-    """A plan file path, or the name of a shipped plan (default, batch, managed)."""
-    if value is None:
-        return load_plan(default_plan_path())
-    path = Path(value)
-    return load_plan(path if path.suffix == ".json" or path.exists() else default_plan_path(value))
-
-
 def _row(name: str, m: BufferMetrics) -> tuple[str, ...]:
     return (name, f"{m.requests:.0f}", f"{m.invocations:.0f}", f"{m.mean_batch_size:.2f}",
             f"{m.padding_overhead:.1%}", f"{m.p50_ms:.0f}", f"{m.p95_ms:.0f}", f"{m.p99_ms:.0f}",
@@ -34,7 +34,7 @@ def _row(name: str, m: BufferMetrics) -> tuple[str, ...]:
             f"{m.total_cost_per_million_usd:.3f}")
 
 
-def render(metrics: PlanMetrics, title: str) -> str:
+def format_metrics(metrics: PlanMetrics, title: str) -> str:
     """A table: one row per buffer, then the simulated totals."""
     rows = [_COLUMNS, *(_row(n, m) for n, m in metrics.per_buffer.items()),
             _row("simulated total", metrics)]
@@ -63,7 +63,7 @@ def relative_errors(estimated: dict[str, Any], simulated: dict[str, Any]) -> dic
             for k in _COMPARED}
 
 
-def render_side_by_side(estimated: dict[str, Any], simulated: dict[str, Any]) -> str:
+def format_side_by_side(estimated: dict[str, Any], simulated: dict[str, Any]) -> str:
     """The estimator's whole-plan figures beside the simulator's, with relative errors."""
     errors = relative_errors(estimated, simulated)
     lines = ["", f"{'figure':<22}{'estimated':>14}{'simulated':>14}{'rel. error':>12}"]
@@ -76,59 +76,49 @@ def render_side_by_side(estimated: dict[str, Any], simulated: dict[str, Any]) ->
     return "\n".join(lines)
 
 
-def make_cmd(workload_spec: Any) -> Any:
-    def cmd_simulate(args: argparse.Namespace) -> int:
-        if not args.slo_ms > 0:
-            raise ValueError(f"--slo-ms must be > 0, got {args.slo_ms}")
-        plan = resolve_plan(args.plan)
-        spec = workload_spec(args)
-        workload = build_workload(spec)
-        from optimizer.platform.latency_model import load_profile
+def run(args: argparse.Namespace) -> int:
+    """Simulate the plan on the workload; print the table beside the estimator's figures."""
+    from optimizer.estimator.estimate import EstimatorContext, estimate
+    from optimizer.platform.latency_model import load_profile
 
-        _, model = load_profile(args.profile)
-        # Every request carries the SLO as its deadline (the deadline policy's input).
-        options = PolicyOptions(name=args.policy, attrs=RequestAttrs(
-            slo_ms=[args.slo_ms] * workload.count))
-        lengths = token_lengths(workload)
-        pricing = load_pricing(args.pricing)
-        result = simulate(plan, workload.arrivals_s, lengths, model, pricing, args.slo_ms,
-                          policy=options)
-        from optimizer.estimator.estimate import EstimatorContext, estimate
-
-        context = EstimatorContext.build(workload.arrivals_s, lengths, model, pricing,
-                                         args.slo_ms)
-        estimated = estimate(plan, context).to_dict()
-        simulated = result.metrics.to_dict()
-        if args.json:
-            print(json.dumps({"estimated": estimated, "simulated": simulated,
-                              "relative_error": relative_errors(estimated, simulated)},
-                             indent=2))
-        else:
-            print(render(result.metrics, f"simulated: plan {plan.name!r}, policy "
-                                         f"{args.policy or plan.policy} on {spec.describe()}, "
-                                         f"SLO {args.slo_ms:g} ms"))
-            print(render_side_by_side(estimated, simulated))
-        return 0
-
-    return cmd_simulate
+    check_slo(args.slo_ms)
+    plan = resolve_plan(args.plan)
+    spec = workload_spec(args)
+    workload = build_workload(spec)
+    _, model = load_profile(args.profile)
+    # Every request carries the SLO as its deadline (the deadline policy's input).
+    options = PolicyOptions(name=args.policy, attrs=RequestAttrs(
+        slo_ms=[args.slo_ms] * workload.count))
+    lengths = token_lengths(workload)
+    pricing = load_pricing(args.pricing)
+    result = simulate(plan, workload.arrivals_s, lengths, model, pricing, args.slo_ms,
+                      policy=options)
+    context = EstimatorContext.build(workload.arrivals_s, lengths, model, pricing, args.slo_ms)
+    estimated = estimate(plan, context).to_dict()
+    simulated = result.metrics.to_dict()
+    if args.json:
+        print(json.dumps({"estimated": estimated, "simulated": simulated,
+                          "relative_error": relative_errors(estimated, simulated)}, indent=2))
+    else:
+        print(format_metrics(result.metrics, f"simulated: plan {plan.name!r}, policy "
+                                             f"{args.policy or plan.policy} on "
+                                             f"{spec.describe()}, SLO {args.slo_ms:g} ms"))
+        print(format_side_by_side(estimated, simulated))
+    return 0
 
 
-def register(sub: Any, add_workload_flags: Any, workload_spec: Any) -> None:
-    """Add `mbs simulate` to the CLI's subparsers."""
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add `mbs simulate` to the subcommands."""
     parser = sub.add_parser("simulate", help="replay a workload through a plan, simulated",
                             description="Replay the workload's exact arrivals and token lengths "
                             "through the plan's buffers under Lambda's rules (concurrency, cold "
                             "starts, 1 ms billing) and report cost and latency, beside the "
                             "analytical estimator's figures and their relative error.")
-    parser.add_argument("--plan", help="plan file or shipped plan name (default: default)")
-    parser.add_argument("--slo-ms", type=float, default=1000.0, metavar="MS",
-                        help="latency SLO for the attainment figure (default 1000)")
-    parser.add_argument("--profile", metavar="FILE",
-                        help="latency profile JSON (default: the shipped CPU profile)")
-    parser.add_argument("--pricing", metavar="FILE", help="pricing overrides JSON")
+    add_plan_flag(parser)
+    add_slo_flag(parser, "latency SLO for the attainment figure (default 1000)")
+    add_model_flags(parser)
     parser.add_argument("--policy", choices=policy_names(),
                         help="batching policy (default: the plan's)")
-    parser.add_argument("--json", action="store_true",
-                        help='print {"estimated": ..., "simulated": ..., "relative_error": ...}')
+    add_json_flag(parser, 'print {"estimated": ..., "simulated": ..., "relative_error": ...}')
     add_workload_flags(parser, duration=None)
-    parser.set_defaults(func=make_cmd(workload_spec))
+    return parser

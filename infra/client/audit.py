@@ -76,7 +76,8 @@ def audit_stack(ddb: Any, sqs: Any, table: str, queue_urls: list[str], dlq_urls:
                      messages_in_dlqs=queue_depth(sqs, dlq_urls))
 
 
-def render(report: AuditReport) -> str:
+def format_audit(report: AuditReport) -> str:
+    """One line: the counts, the queues' depths and the verdict."""
     verdict = "OK" if report.ok else f"NOT OK: {report.unaccounted} request(s) unaccounted for"
     return (f"audit: accepted {report.accepted}  done {report.done}  failed {report.failed}  "
             f"in flight {report.pending} (stale {report.stale_pending})  messages: queues "

@@ -56,11 +56,16 @@ def _refresh(base_url: str, outcome: Outcome) -> Outcome:
                    inference_ms=body.get("inference_ms"))
 
 
+def _bar_off(progress: bool) -> bool | None:
+    """tqdm's disable: None shows a bar on a terminal only, so a log or pipe gets no updates."""
+    return None if progress else True
+
+
 def _send_all(base_url: str, workload: Workload, speedup: float, pool: ThreadPoolExecutor,
               progress: bool) -> list[Outcome]:
     futures = []
     started = time.monotonic()
-    with tqdm(total=workload.count, desc="sending", unit="req", disable=not progress) as bar:
+    with tqdm(total=workload.count, desc="sending", unit="req", disable=_bar_off(progress)) as bar:
         for at_s, text in zip(workload.arrivals_s, workload.texts, strict=True):
             delay = started + float(at_s) / speedup - time.monotonic()
             if delay > 0:
@@ -76,7 +81,7 @@ def _collect(base_url: str, outcomes: list[Outcome], timeout_s: float, pool: Thr
              progress: bool) -> list[Outcome]:
     deadline = time.monotonic() + timeout_s
     pending = [i for i, o in enumerate(outcomes) if o.state == PENDING]
-    with tqdm(total=len(pending), desc="collecting", unit="req", disable=not progress) as bar:
+    with tqdm(total=len(pending), desc="collecting", unit="req", disable=_bar_off(progress)) as bar:
         while pending and time.monotonic() < deadline:
             refreshed = list(pool.map(lambda i: _refresh(base_url, outcomes[i]), pending))
             still = []

@@ -96,7 +96,7 @@ def _fmt(value: float | None, spec: str = ".0f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def render(report: dict[str, Any]) -> str:
+def format_report(report: dict[str, Any]) -> str:
     """A human-readable report; every figure here was measured on the running service."""
     req, lat = report["requests"], report["latency_ms"]
     lines = [

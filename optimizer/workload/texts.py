@@ -73,15 +73,38 @@ def _parse_jsonl_line(path: Path, line_number: int, line: str) -> str:
     return text
 
 
+JSON_LINES_SUFFIXES = (".jsonl", ".json")
+
+
+def _first_line_is_object(lines: list[str]) -> bool:
+    """Whether the first non-blank line parses as a JSON object."""
+    first = next((line.strip() for line in lines if line.strip()), "")
+    try:
+        return isinstance(json.loads(first), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def is_json_lines(path: Path, lines: list[str]) -> bool:
+    """The file's format, decided once per file: a .jsonl/.json suffix, else the first line.
+
+    Never per line: a plain text corpus may hold a line that starts with "{" (a real one did at
+    line 951), and that line is a text like any other.
+    """
+    return path.suffix.lower() in JSON_LINES_SUFFIXES or _first_line_is_object(lines)
+
+
 def load_texts(path: str | Path) -> list[str]:
-    """Load one text per line, or JSONL lines ({"text": ...}); blank lines are skipped."""
+    """Load one text per line, or JSON lines ({"text": ...}); blank lines are skipped."""
     path = Path(path)
+    lines = _decode(path.read_bytes()).splitlines()
+    json_lines = is_json_lines(path, lines)
     texts: list[str] = []
-    for line_number, raw_line in enumerate(_decode(path.read_bytes()).splitlines(), start=1):
+    for line_number, raw_line in enumerate(lines, start=1):
         line = raw_line.strip()
         if not line:
             continue
-        text = _parse_jsonl_line(path, line_number, line) if line.startswith("{") else line
+        text = _parse_jsonl_line(path, line_number, line) if json_lines else line
         if text.strip():
             texts.append(text)
     if not texts:
