@@ -18,7 +18,7 @@ from infra.aws.render import (
     build_template,
     parameters_json,
     plan_env_json,
-    render,
+    render_template,
     samconfig_text,
     template_text,
 )
@@ -268,7 +268,7 @@ def _digest(path: Path) -> str:
 def test_render_stages_exactly_the_repos_code(tmp_path: Path) -> None:
     from functions.shared.tokenizer import model_dir
 
-    rendered = render(varied_plan(), tmp_path)
+    rendered = render_template(varied_plan(), tmp_path)
     code = rendered.code_dir
     for package in ("functions", "buffers"):
         repo = {p.relative_to(REPO_ROOT): _digest(p) for p in (REPO_ROOT / package).rglob("*")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from infra.aws.render import REPO_ROOT, build_template, render
+from infra.aws.render import REPO_ROOT, build_template, render_template
 from infra.aws.template.common import CODE_DIR
 from tests.test_render import shipped
 
@@ -67,7 +67,7 @@ def _digest(path: Path) -> str:
 
 def test_staged_code_is_the_repos_module_for_module(tmp_path: Path) -> None:
     # GIVEN the code `mbs render` stages for sam build and the image
-    code = render(shipped("batch"), tmp_path).code_dir
+    code = render_template(shipped("batch"), tmp_path).code_dir
     # WHEN every handler is imported from the staged directory alone
     probe = ("import json, sys\n"
              f"for name in {HANDLER_MODULES!r}:\n"

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from buffers.plan import Plan
-from infra.aws.render import REPO_ROOT, _Dumper, build_template, render
+from infra.aws.render import REPO_ROOT, _Dumper, build_template, render_template
 from tests.test_render import shipped, varied_plan
 
 pytestmark = pytest.mark.iac
@@ -54,7 +54,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {"default": REPO_ROOT / "template.yaml"}
     for name, plan in (("batch", shipped("batch")), ("managed", shipped("managed")),
                        ("varied", varied_plan())):
-        out[name] = render(plan, tmp_path_factory.mktemp(name), stage=False).template
+        out[name] = render_template(plan, tmp_path_factory.mktemp(name), stage=False).template
     return out
 
 
@@ -125,7 +125,7 @@ def test_sam_build_of_the_zip_functions(tmp_path: Path) -> None:
         pytest.skip("python3.12 not found (pyenv or PATH): sam build needs the runtime's Python")
     sam = tool("sam")
     # GIVEN the 1-buffer plan rendered, with its code staged
-    rendered = render(shipped("batch"), tmp_path)
+    rendered = render_template(shipped("batch"), tmp_path)
     _zip_only(shipped("batch"), tmp_path / "zip-only.yaml")
     env = {**ENV, "PATH": f"{interpreter.parent}{os.pathsep}{ENV['PATH']}"}
     # WHEN sam builds the ingest and results functions

@@ -29,10 +29,10 @@ def _params(args: argparse.Namespace) -> Any:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from infra.aws.render import render
+    from infra.aws.render import render_template
 
     plan = _plan(args.plan)
-    rendered = render(plan, args.out, _params(args), RenderOptions(args.infer_timeout_s))
+    rendered = render_template(plan, args.out, _params(args), RenderOptions(args.infer_timeout_s))
     print(f"rendered plan {plan.name!r} ({len(plan.buffers)} buffers) to {rendered.out_dir}:")
     for path in (rendered.template, rendered.samconfig, rendered.parameters, rendered.code_dir):
         print(f"  {path}")
@@ -62,13 +62,13 @@ def _apply(args: argparse.Namespace, plan: Any) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from infra.aws.deploy import SamNotFound, find_sam, run_sam, sam_commands
-    from infra.aws.render import render
+    from infra.aws.render import render_template
 
     plan = _plan(args.plan)
     if args.apply:
         return _apply(args, plan)
     out = Path(args.out) if args.out else DEFAULT_OUT / args.stack_name
-    rendered = render(plan, out, _params(args), RenderOptions(args.infer_timeout_s))
+    rendered = render_template(plan, out, _params(args), RenderOptions(args.infer_timeout_s))
     try:
         sam = find_sam(args.sam)
     except SamNotFound:
