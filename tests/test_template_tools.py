@@ -1,4 +1,5 @@
-"""The IaC tools on the template: cfn-lint, `sam validate --lint`, checkov and `sam build`.
+"""The IaC tools on the template and images: cfn-lint, `sam validate --lint`, checkov, `sam build`
+and hadolint on every Dockerfile.
 
 Marked `iac`: each runs a tool as a subprocess (seconds each; about a minute in all). `make test`
 installs aws-sam-cli and checkov into .venv/iac and sets MBS_REQUIRE_IAC_TOOLS=1, so there a
@@ -89,6 +90,19 @@ def test_checkov_finds_no_failed_check_and_every_skip_has_a_reason(
         for check in report["results"]["skipped_checks"]:
             assert len(check["check_result"].get("suppress_comment", "")) > 20, check["check_id"]
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def dockerfiles() -> list[Path]:
+    """Every Dockerfile of the repository (not the rendered copies under out/ or .aws-sam/)."""
+    return sorted(p for p in REPO_ROOT.rglob("*Dockerfile*") if p.is_file() and not any(
+        part.startswith(".") or part == "out" for part in p.relative_to(REPO_ROOT).parts))
+
+
+def test_hadolint_finds_nothing_in_any_dockerfile() -> None:
+    files = dockerfiles()
+    assert {p.name for p in files} >= {"infer.Dockerfile", "dispatcher.Dockerfile"}
+    result = run([tool("hadolint"), "--no-color", *map(str, files)], REPO_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def python312() -> Path | None:
