@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from infra.aws.deploy import run_sam, sam_commands
-from infra.aws.render import render
+from infra.aws.render import render_template
 from infra.cli.main import main
 from tests.test_render import VARIED_PLAN, shipped
 from tests.test_template_moto import aws_env, create_stack  # noqa: F401 - the fixture
@@ -59,7 +59,7 @@ def test_deploy_dry_run_prints_exactly_the_sam_commands(tmp_path: Path,
 
 
 def test_run_sam_runs_what_it_prints_and_stops_at_a_failure(tmp_path: Path) -> None:
-    commands = sam_commands(render(shipped("batch"), tmp_path, stage=False), "mbs", "sam")
+    commands = sam_commands(render_template(shipped("batch"), tmp_path, stage=False), "mbs", "sam")
     printed: list[str] = []
     ran: list[tuple[list[str], Path]] = []
 

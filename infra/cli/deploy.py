@@ -54,13 +54,13 @@ def _apply(args: argparse.Namespace, plan: Any) -> int:
 def run(args: argparse.Namespace) -> int:
     """Render and run sam (printing each command), or apply the plan in place with --apply."""
     from infra.aws.deploy import SamNotFound, find_sam, run_sam, sam_commands
-    from infra.aws.render import render
+    from infra.aws.render import render_template
 
     plan = resolve_plan(args.plan)
     if args.apply:
         return _apply(args, plan)
     out = Path(args.out) if args.out else DEFAULT_OUT / args.stack_name
-    rendered = render(plan, out, deploy_params(args), RenderOptions(args.infer_timeout_s))
+    rendered = render_template(plan, out, deploy_params(args), RenderOptions(args.infer_timeout_s))
     try:
         sam = find_sam(args.sam)
     except SamNotFound:

@@ -55,10 +55,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Render the plan into --out and list what was written."""
-    from infra.aws.render import render
+    from infra.aws.render import render_template
 
     plan = resolve_plan(args.plan)
-    rendered = render(plan, args.out, deploy_params(args), RenderOptions(args.infer_timeout_s))
+    rendered = render_template(plan, args.out, deploy_params(args),
+                               RenderOptions(args.infer_timeout_s))
     print(f"rendered plan {plan.name!r} ({len(plan.buffers)} buffers) to {rendered.out_dir}:")
     for path in (rendered.template, rendered.samconfig, rendered.parameters, rendered.code_dir):
         print(f"  {path}")

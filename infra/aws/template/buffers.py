@@ -27,6 +27,7 @@ from infra.aws.template.common import (
     allow,
     checkov_skips,
     getatt,
+    image_build_metadata,
     ref,
     sub,
 )
@@ -129,7 +130,7 @@ def _queues(spec: BufferSpec, ids: BufferIds, visibility_s: int) -> dict[str, An
 
 def _function(spec: BufferSpec, ids: BufferIds, opts: RenderOptions) -> dict[str, Any]:
     metadata = {
-        "Dockerfile": "Dockerfile", "DockerContext": opts.code_dir, "DockerTag": "python3.12-v1",
+        **image_build_metadata(opts.code_dir),
         **checkov_skips(
             ("CKV_AWS_116", "SQS invokes this function through an event source mapping; failed "
                             "records go to the queue's own DLQ by its redrive policy."),

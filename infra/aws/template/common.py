@@ -30,6 +30,8 @@ INGEST_HANDLER = "functions.ingest.handler"
 RESULTS_HANDLER = "functions.results.handler"
 INFER_HANDLER = "functions.infer.handler"
 DLQ_HANDLER = "functions.dlq.handler"
+# The online path's infer handler: {"inputs": [{"id", "text"}], "buffer"} -> embeddings.
+EMBED_HANDLER = "functions.embed.handler"
 DLQ_FUNCTION_TIMEOUT_S = 30
 PYTHON_RUNTIME = "python3.12"
 # Paths inside the rendered output directory (relative to template.yaml): the staged function
@@ -37,6 +39,14 @@ PYTHON_RUNTIME = "python3.12"
 CODE_DIR = ".aws-sam/mbs-src"
 TOKENIZER_DIR = "tokenizer"  # inside CODE_DIR; /var/task/tokenizer on Lambda
 LAMBDA_TASK_ROOT = "/var/task"
+# The online path exists only when the stack is given a dispatcher image (DispatcherImageTag):
+# without one there is nothing for ECS to run, and a bulk-only stack pays no hourly task.
+DISPATCHER_CONDITION = "HasDispatcher"
+DISPATCHER_PORT = 8080  # the container's PORT; the dispatcher's own default
+# Fargate task sizes (ECS developer guide, "Task CPU and memory"): CPU units -> memory choices.
+FARGATE_MEMORY_MB = {256: (512, 1024, 2048), 512: tuple(range(1024, 4097, 1024)),
+                     1024: tuple(range(2048, 8193, 1024)), 2048: tuple(range(4096, 16385, 1024)),
+                     4096: tuple(range(8192, 30721, 1024))}
 
 
 class RenderError(ValueError):
@@ -51,11 +61,23 @@ class RenderOptions:
     ingest_memory_mb: int = 512
     results_memory_mb: int = 256
     code_dir: str = CODE_DIR
+    # The dispatcher task: 0.25 vCPU and 512 MB, Fargate's smallest and cheapest size. One
+    # Python process uses one core at most; autoscaling adds tasks rather than size.
+    dispatcher_cpu_units: int = 256
+    dispatcher_memory_mb: int = 512
 
     def __post_init__(self) -> None:
         if not 1 <= self.infer_timeout_s <= MAX_FUNCTION_TIMEOUT_S:
             raise RenderError(f"infer_timeout_s must be in 1..{MAX_FUNCTION_TIMEOUT_S}, "
                               f"got {self.infer_timeout_s}")
+        allowed = FARGATE_MEMORY_MB.get(self.dispatcher_cpu_units)
+        if allowed is None:
+            raise RenderError(f"dispatcher_cpu_units must be one of {sorted(FARGATE_MEMORY_MB)}, "
+                              f"got {self.dispatcher_cpu_units}")
+        if self.dispatcher_memory_mb not in allowed:
+            raise RenderError(f"dispatcher_memory_mb {self.dispatcher_memory_mb} is not a Fargate "
+                              f"size for {self.dispatcher_cpu_units} CPU units; choose from "
+                              f"{allowed[0]}..{allowed[-1]}")
 
 
 def ref(name: str) -> dict[str, Any]:
@@ -80,6 +102,13 @@ NO_VALUE = {"Ref": "AWS::NoValue"}
 DELETE_WITH_STACK = {"DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete"}
 
 
+def conditional(resources: dict[str, Any], condition: str) -> dict[str, Any]:
+    """The same resources, each created only when `condition` holds (Condition after Type)."""
+    return {logical: {"Type": r["Type"], "Condition": condition,
+                      **{k: v for k, v in r.items() if k != "Type"}}
+            for logical, r in resources.items()}
+
+
 def allow(actions: list[str], resource: Any) -> dict[str, Any]:
     """An inline IAM policy granting exactly `actions` on `resource` (no wildcards)."""
     return {"Version": "2012-10-17",
@@ -89,6 +118,12 @@ def allow(actions: list[str], resource: Any) -> dict[str, Any]:
 def alarm_actions() -> dict[str, Any]:
     """Alarm notifications go to AlarmTopicArn when one is given."""
     return if_("HasAlarmTopic", [ref("AlarmTopicArn")], NO_VALUE)
+
+
+def image_build_metadata(code_dir: str) -> dict[str, Any]:
+    """How `sam build` builds an infer image: the staged code with its Dockerfile. Functions with
+    equal metadata share one build (SAM CLI's build graph)."""
+    return {"Dockerfile": "Dockerfile", "DockerContext": code_dir, "DockerTag": "python3.12-v1"}
 
 
 def checkov_skips(*skips: tuple[str, str]) -> dict[str, Any]:

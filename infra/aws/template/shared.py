@@ -156,11 +156,11 @@ def functions(queue_ids: list[str], dlq_ids: list[str], opts: RenderOptions) -> 
                                      _DLQ_FUNCTION_SKIPS),
     }
     for prefix in ("Ingest", "Results", "Dlq"):
-        out[f"{prefix}LogGroup"] = _log_group(sub(f"/aws/lambda/${{{prefix}Function}}"))
+        out[f"{prefix}LogGroup"] = log_group(sub(f"/aws/lambda/${{{prefix}Function}}"))
     return out
 
 
-def _log_group(name: Any) -> dict[str, Any]:
+def log_group(name: Any) -> dict[str, Any]:
     return {"Type": "AWS::Logs::LogGroup", **DELETE_WITH_STACK,
             "Metadata": checkov_skips(("CKV_AWS_158", "The logs hold no request text; "
                                        "CloudWatch Logs encrypts them at rest by default.")),
@@ -173,7 +173,7 @@ def api() -> dict[str, Any]:
         "HttpApi": {"Type": "AWS::ApiGatewayV2::Api", "Properties": {
             "Name": sub("${AWS::StackName}-api"), "ProtocolType": "HTTP",
             "Description": "MBS: POST /v1/requests, GET /v1/requests/{id}"}},
-        "ApiAccessLogGroup": _log_group(sub("/mbs/${AWS::StackName}/api-access")),
+        "ApiAccessLogGroup": log_group(sub("/mbs/${AWS::StackName}/api-access")),
         "ApiStage": {"Type": "AWS::ApiGatewayV2::Stage", "Properties": {
             "ApiId": ref("HttpApi"), "StageName": "$default", "AutoDeploy": True,
             "AccessLogSettings": {"DestinationArn": getatt("ApiAccessLogGroup", "Arn"),
@@ -194,17 +194,22 @@ def api() -> dict[str, Any]:
             "ApiId": ref("HttpApi"), "IntegrationType": "AWS_PROXY",
             "IntegrationUri": getatt(f"{prefix}Function", "Arn"),
             "PayloadFormatVersion": "2.0", "TimeoutInMillis": API_INTEGRATION_TIMEOUT_MS}}
-        out[f"{prefix}Route"] = {"Type": "AWS::ApiGatewayV2::Route", "Properties": {
-            "ApiId": ref("HttpApi"), "RouteKey": route_key,
-            "Target": sub(f"integrations/${{{prefix}Integration}}"),
-            "AuthorizationType": if_("AuthIsIam", "AWS_IAM", if_("AuthIsJwt", "JWT", "NONE")),
-            "AuthorizerId": if_("AuthIsJwt", ref("JwtAuthorizer"), NO_VALUE)}}
+        out[f"{prefix}Route"] = route(prefix, route_key)
         out[f"{prefix}ApiPermission"] = {"Type": "AWS::Lambda::Permission", "Properties": {
             "Action": "lambda:InvokeFunction", "FunctionName": ref(f"{prefix}Function"),
             "Principal": "apigateway.amazonaws.com",
             "SourceArn": sub("arn:${AWS::Partition}:execute-api:${AWS::Region}:"
                              f"${{AWS::AccountId}}:${{HttpApi}}/*/{method}{arn_path}")}}
     return out
+
+
+def route(prefix: str, route_key: str) -> dict[str, Any]:
+    """A route to `{prefix}Integration` under the stack's AuthMode (IAM, JWT or NONE)."""
+    return {"Type": "AWS::ApiGatewayV2::Route", "Properties": {
+        "ApiId": ref("HttpApi"), "RouteKey": route_key,
+        "Target": sub(f"integrations/${{{prefix}Integration}}"),
+        "AuthorizationType": if_("AuthIsIam", "AWS_IAM", if_("AuthIsJwt", "JWT", "NONE")),
+        "AuthorizerId": if_("AuthIsJwt", ref("JwtAuthorizer"), NO_VALUE)}}
 
 
 _ACCESS_LOG_FORMAT = ('{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",'
@@ -230,23 +235,31 @@ def table() -> dict[str, Any]:
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}}}}
 
 
-def _count_alarm(description: str, namespace: str, metric: str,
-                 dimension: tuple[str, Any]) -> dict[str, Any]:
-    """Any occurrence in a minute alarms (Sum > 0)."""
+def metric_alarm(description: str, namespace: str, metric: str,
+                 dimensions: list[tuple[str, Any]], statistic: str = "Sum",
+                 threshold: float = 0, comparison: str = "GreaterThanThreshold",
+                 periods: int = 1, missing: str = "notBreaching") -> dict[str, Any]:
+    """A one-metric alarm over 60 s periods that notifies AlarmTopicArn when one is given."""
     return {"Type": "AWS::CloudWatch::Alarm", "Properties": {
         "AlarmDescription": description, "Namespace": namespace, "MetricName": metric,
-        "Dimensions": [{"Name": dimension[0], "Value": dimension[1]}],
-        "Statistic": "Sum", "Period": 60, "EvaluationPeriods": 1, "Threshold": 0,
-        "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching",
+        "Dimensions": [{"Name": name, "Value": value} for name, value in dimensions],
+        "Statistic": statistic, "Period": 60, "EvaluationPeriods": periods,
+        "Threshold": threshold, "ComparisonOperator": comparison, "TreatMissingData": missing,
         "AlarmActions": alarm_actions()}}
+
+
+def count_alarm(description: str, namespace: str, metric: str,
+                dimension: tuple[str, Any]) -> dict[str, Any]:
+    """Any occurrence in a minute alarms (Sum > 0)."""
+    return metric_alarm(description, namespace, metric, [dimension])
 
 
 def shared_alarms() -> dict[str, Any]:
     """API 5xx, and dead letters: each DLQ consumer invocation handles requests that FAILED."""
     return {
-        "Api5xxAlarm": _count_alarm("MBS API: 5xx responses (ingest or results failing)",
+        "Api5xxAlarm": count_alarm("MBS API: 5xx responses on any route",
                                     "AWS/ApiGateway", "5xx", ("ApiId", ref("HttpApi"))),
-        "DeadLettersAlarm": _count_alarm(
+        "DeadLettersAlarm": count_alarm(
             "MBS: requests dead-lettered after their retries (marked FAILED)", "AWS/Lambda",
             "Invocations", ("FunctionName", ref("DlqFunction"))),
     }
