@@ -1,0 +1,62 @@
+"""Admission and deadline rules of the online service. Pure: the caller passes `now_s`.
+
+- A bounded admission queue: inputs waiting for a batch are capped; past the cap a request is
+  refused whole (429 with Retry-After), so overload shows as refusals, not as a growing queue.
+- Deadlines: a request's inputs carry deadline = arrival + SLO. An input still waiting when its
+  batch could no longer finish by the deadline (now >= deadline - the buffer's expected service
+  time) is answered at once with an error instead of being batched late.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from buffers.plan import Plan
+
+# Enough waiting inputs to fill every invocation slot of every buffer this many times over.
+QUEUE_FILLS = 2
+EWMA_ALPHA = 0.2  # weight of the newest measurement in the service-time average
+
+
+def default_queue_limit(plan: Plan) -> int:
+    """Waiting inputs admitted at most: QUEUE_FILLS x what all buffers run at once."""
+    return QUEUE_FILLS * sum(s.max_batch_size * s.max_concurrency for s in plan.buffers)
+
+
+def admits(waiting: int, incoming: int, limit: int) -> bool:
+    """Whether a request of `incoming` inputs fits beside `waiting` (all or nothing)."""
+    return waiting + incoming <= limit
+
+
+def retry_after_s(plan: Plan, expected_service_s: float) -> int:
+    """Seconds to wait before retrying a refused request: one batching cycle, at least 1 s.
+
+    HTTP's Retry-After is whole seconds (RFC 9110 §10.2.3).
+    """
+    longest_timeout_s = max(s.timeout_s for s in plan.buffers)
+    return max(1, math.ceil(longest_timeout_s + expected_service_s))
+
+
+def deadline_s(arrival_s: float, slo_ms: float | None) -> float | None:
+    return None if slo_ms is None else arrival_s + slo_ms / 1000.0
+
+
+def give_up_at_s(deadline: float, expected_service_s: float) -> float:
+    """The last moment a waiting input can still be launched and finish by its deadline."""
+    return deadline - expected_service_s
+
+
+@dataclass
+class ServiceTime:
+    """Exponentially weighted mean of one buffer's measured invocation times, in seconds."""
+
+    mean_s: float = 0.0
+    samples: int = 0
+
+    def observe(self, elapsed_s: float) -> None:
+        if elapsed_s < 0:
+            raise ValueError(f"elapsed_s must be >= 0, got {elapsed_s}")
+        self.mean_s = elapsed_s if self.samples == 0 else \
+            (1 - EWMA_ALPHA) * self.mean_s + EWMA_ALPHA * elapsed_s
+        self.samples += 1
