@@ -13,7 +13,7 @@ from typing import Any, TypedDict
 
 from aws_lambda_powertools import Logger
 
-from functions.shared.model import get_embedder
+from functions.shared.model import EmbedResult, get_embedder
 
 logger = Logger(service="embed")
 
@@ -65,16 +65,26 @@ def model_id(embedder: Any) -> str:
     return STAND_IN_ID if embedder.device == STAND_IN_ID else MODEL_ID
 
 
-def embed_event(event: Any, embedder: Any) -> EmbedReply:
-    """Run one batch; the in-process invoker calls this as the Lambda handler does."""
+def embed_batch(event: Any, embedder: Any) -> EmbedResult:
+    """Run one batch: one forward pass, padded to its longest member."""
     texts, buffer = parse_event(event)
     result = embedder.embed(texts)
     logger.debug("batch embedded", extra={"buffer": buffer, "batch_size": len(texts),
                                           "padded_length": result.padded_length,
                                           "inference_ms": result.inference_ms})
+    return result
+
+
+def reply_of(result: EmbedResult, embedder: Any) -> EmbedReply:
+    """The JSON reply Lambda sends back to the dispatcher."""
     return EmbedReply(embeddings=result.vectors.tolist(), padded_length=result.padded_length,
                       inference_ms=result.inference_ms, device=result.device,
                       model=model_id(embedder))
+
+
+def embed_event(event: Any, embedder: Any) -> EmbedReply:
+    """What the handler answers for `event`."""
+    return reply_of(embed_batch(event, embedder), embedder)
 
 
 @logger.inject_lambda_context

@@ -35,7 +35,10 @@ def test_deadlines_and_the_give_up_time_on_a_fake_clock():
     assert deadline == pytest.approx(1000.5)
     assert admission.deadline_s(now_s, None) is None
     # a batch takes 120 ms: an input still waiting at 1000.38 can no longer finish in time
-    assert admission.give_up_at_s(deadline, expected_service_s=0.12) == pytest.approx(1000.38)
+    assert admission.give_up_at_s(deadline, 0.12, slo_ms=500) == pytest.approx(1000.38)
+    # a batch takes 2 s, past the SLO: inputs still get half the SLO to launch, so batches run
+    # and their measurements let the estimate recover
+    assert admission.give_up_at_s(deadline, 2.0, slo_ms=500) == pytest.approx(1000.25)
 
 
 def test_service_time_is_an_exponential_average():

@@ -235,3 +235,64 @@ def test_embed_function_answers_in_input_order_and_names_its_model():
 def test_embed_function_rejects_bad_events_naming_the_field(event, named):
     with pytest.raises(BadEvent, match=named.replace("[", r"\[")):
         parse_event(event)
+
+
+class _LocalLambdaClient:
+    """Runs functions/embed.py's handler as the Lambda Python runtime does: the payload is
+    parsed JSON, the return value is serialized JSON, and an exception becomes a
+    FunctionError "Unhandled" reply carrying errorType and errorMessage."""
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    def invoke(self, FunctionName, InvocationType, Payload):  # noqa: N803 - boto3's names
+        from functions import embed
+        from infra.local.events import LocalLambdaContext
+
+        self.calls.append((FunctionName, InvocationType))
+        context = LocalLambdaContext(function_name=FunctionName)
+        try:
+            body, error = json.dumps(embed.handler(json.loads(Payload), context)), None
+        except Exception as exc:
+            body = json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__,
+                               "requestId": context.aws_request_id, "stackTrace": []})
+            error = "Unhandled"
+        reply = {"StatusCode": 200, "ExecutedVersion": "$LATEST",
+                 "Payload": StreamingBody(io.BytesIO(body.encode()), len(body))}
+        return {**reply, "FunctionError": error} if error else reply
+
+
+@pytest.fixture
+def stand_in_function(monkeypatch):
+    """The handler's model port set to the stand-in (MBS_STANDIN_MODEL), as on a cold start."""
+    from functions.shared.model import get_embedder
+
+    monkeypatch.setenv("MBS_STANDIN_MODEL", "1")
+    get_embedder.cache_clear()
+    yield
+    get_embedder.cache_clear()
+
+
+def test_the_lambda_adapter_and_the_handler_speak_the_same_json(stand_in_function):
+    client = _LocalLambdaClient()
+    invoker = LambdaInvoker(client, FUNCTIONS)
+    reply = invoker.invoke("short", _inputs("first", "second one"))
+    assert client.calls == [("mbs-embed-short", "RequestResponse")]
+    assert reply.model == "stand-in" and reply.embeddings.shape == (2, 384)
+    np.testing.assert_array_equal(reply.embeddings,
+                                  StandInEmbedder().embed(["first", "second one"]).vectors)
+
+
+def test_a_handler_exception_is_isolated_through_lambda_replies(monkeypatch):
+    # GIVEN the handler's model port wrapped to raise on a poison text
+    from functions import embed
+
+    monkeypatch.setattr(embed, "get_embedder", PoisonEmbedder)
+    client = _LocalLambdaClient()
+    texts = ["fine", "also fine", "POISON here", "fine again"]
+    # WHEN the batch runs through the Lambda adapter
+    outcome = run_batch(LambdaInvoker(client, FUNCTIONS), "short", _inputs(*texts))
+    # THEN the FunctionError replies were failures, and bisection isolated the poison input
+    assert sorted(outcome.failed) == ["2"] and sorted(outcome.done) == ["0", "1", "3"]
+    assert outcome.failed["2"].error_type == "ValueError"
+    assert len(client.calls) == outcome.invocations == 5

@@ -22,7 +22,7 @@ from infra.dispatcher.openai_schema import (
 )
 from infra.dispatcher.openapi_doc import openapi_document
 from infra.dispatcher.responses import embedding_response, encode_vector
-from infra.dispatcher.service import InputResult
+from infra.dispatcher.waiting import InputResult
 
 MODELS = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 

@@ -4,6 +4,7 @@ across callers, the per-buffer cap, overload, deadlines, failures, poison, and d
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -99,6 +100,28 @@ def test_a_request_that_can_no_longer_meet_its_slo_gets_a_fast_504():
     assert "300 ms SLO" in body["error"]["message"]
     assert 0.25 <= waited_s < 5  # answered at its deadline, not when the function freed up
     assert service.stats.expired == 1
+
+
+def test_a_function_slower_than_the_slo_does_not_lock_the_service_out():
+    # GIVEN one batch that ran past the 300 ms SLO (so the measured service time exceeds it)
+    plan = small_plan([(256, 1, 1)], max_concurrency=2)
+    invoker = GatedInvoker(open_=False)
+    with serving(plan, invoker, slo_ms=300) as (server, service):
+        threading.Timer(0.4, invoker.gate.set).start()
+        late = post_json(server.url, {"input": "runs long"})
+        # WHEN the next request comes THEN it is still batched and served, not refused
+        after = post_json(server.url, {"input": "comes after"})
+    assert late[0] == 200 and after[0] == 200
+    assert service.stats.expired == 0
+
+
+def test_an_input_longer_than_the_plan_covers_gets_400():
+    plan = small_plan([(16, 4, 1), (32, 4, 1)])
+    with serving(plan, GatedInvoker()) as (server, service):
+        status, _, body = post_json(server.url, {"input": ["short", "word " * 40]})
+    assert status == 400 and body["error"]["code"] == "input_too_long"
+    assert body["error"]["param"] == "input[1]" and "up to 32" in body["error"]["message"]
+    assert service.stats.batches == {}
 
 
 def test_a_dead_infer_fails_only_that_batchs_callers_with_502():

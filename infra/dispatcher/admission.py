@@ -4,7 +4,8 @@
   refused whole (429 with Retry-After), so overload shows as refusals, not as a growing queue.
 - Deadlines: a request's inputs carry deadline = arrival + SLO. An input still waiting when its
   batch could no longer finish by the deadline (now >= deadline - the buffer's expected service
-  time) is answered at once with an error instead of being batched late.
+  time) is answered at once with 504 instead of being batched late. An input already running
+  is answered when its batch returns: its invocation cannot be called back.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from buffers.plan import Plan
 # Enough waiting inputs to fill every invocation slot of every buffer this many times over.
 QUEUE_FILLS = 2
 EWMA_ALPHA = 0.2  # weight of the newest measurement in the service-time average
+MAX_SERVICE_SHARE = 0.5  # of the SLO, at most, reserved for the invocation itself
 
 
 def default_queue_limit(plan: Plan) -> int:
@@ -42,9 +44,14 @@ def deadline_s(arrival_s: float, slo_ms: float | None) -> float | None:
     return None if slo_ms is None else arrival_s + slo_ms / 1000.0
 
 
-def give_up_at_s(deadline: float, expected_service_s: float) -> float:
-    """The last moment a waiting input can still be launched and finish by its deadline."""
-    return deadline - expected_service_s
+def give_up_at_s(deadline: float, expected_service_s: float, slo_ms: float) -> float:
+    """The last moment a waiting input can still be launched and finish by its deadline.
+
+    The expected service time counts for at most MAX_SERVICE_SHARE of the SLO: a function that
+    turned slower than the SLO must not make every input give up at arrival, or no batch would
+    run again to measure it faster when it recovers.
+    """
+    return deadline - min(expected_service_s, MAX_SERVICE_SHARE * slo_ms / 1000.0)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import numpy as np
 
 from infra.dispatcher.inputs import PreparedInput
 from infra.dispatcher.openai_schema import EncodingFormat
-from infra.dispatcher.service import InputResult
+from infra.dispatcher.waiting import InputResult
 
 
 def encode_vector(vector: np.ndarray, encoding: EncodingFormat) -> list[float] | str:

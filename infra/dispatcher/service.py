@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from buffers.batcher import Batch, MultiBufferBatcher, Request
 from buffers.gears import GearSelector, GearSet, check_layout
@@ -25,43 +24,12 @@ from buffers.policies import Predictor, make_batch_policy
 from buffers.router import LengthRouter
 from infra.dispatcher import admission
 from infra.dispatcher.errors import ApiError, infer_error
-from infra.dispatcher.execute import Embedded, Outcome, run_batch
+from infra.dispatcher.execute import Outcome, run_batch
 from infra.dispatcher.inputs import PreparedInput
 from infra.dispatcher.invoke import FailureKind, InferInput, InvokeFailed, Invoker
+from infra.dispatcher.waiting import InputResult, ServiceStats, Waiting, collect
 
 log = logging.getLogger("mbs.dispatcher")
-
-
-@dataclass(frozen=True)
-class InputResult:
-    embedded: Embedded
-    buffer: str
-    queue_wait_ms: float
-
-
-@dataclass
-class ServiceStats:
-    requests: int = 0
-    rejected: int = 0  # 429: the admission queue was full
-    expired: int = 0  # inputs answered 504: their deadline could no longer be met
-    failed_inputs: int = 0  # inputs answered 5xx by a failed invocation
-    batches: Counter = field(default_factory=Counter)
-    inputs: Counter = field(default_factory=Counter)
-    invocations: int = 0
-    bisect_invocations: int = 0
-    splits: int = 0
-
-
-@dataclass(eq=False)
-class _Waiting:
-    """One input from admission until its caller is answered."""
-
-    id: str
-    prepared: PreparedInput
-    buffer_index: int
-    arrival_s: float
-    future: asyncio.Future
-    give_up: asyncio.TimerHandle | None = None
 
 
 class OnlineService:
@@ -118,18 +86,24 @@ class OnlineService:
                     ) -> list[InputResult]:
         """Batch every input and wait for all of them; raises ApiError for the caller."""
         now = self.loop.time()
-        buffers = [self._router.index(p.tokens) for p in inputs]
+        buffers = [self._route(i, p.tokens) for i, p in enumerate(inputs)]
         deadline = self._admit(buffers, now)
         tenant = user or "default"
         waiting = [self._enqueue(p, b, now, deadline, tenant)
                    for p, b in zip(inputs, buffers, strict=True)]
         self._schedule()
         try:
-            return await _collect(waiting)
+            return await collect(waiting)
         finally:
             for w in waiting:  # unlaunched siblings of a failed input are dropped at launch
                 if not w.future.done():
                     w.future.cancel()
+
+    def _route(self, index: int, tokens: int) -> int:
+        if tokens > self.plan.max_length:  # a plan may cover less than the model's 256 tokens
+            raise ApiError(400, "input_too_long", f"input[{index}] has {tokens} tokens; this "
+                           f"plan serves up to {self.plan.max_length}", f"input[{index}]")
+        return self._router.index(tokens)
 
     def _admit(self, buffers: list[int], now: float) -> float | None:
         if self._draining:
@@ -141,28 +115,22 @@ class OnlineService:
             raise ApiError(429, "rate_limit_exceeded", f"{self._waiting} inputs are waiting "
                            f"(limit {self.limit}); retry after {retry} s", retry_after_s=retry)
         self.stats.requests += 1
-        deadline = admission.deadline_s(now, self.slo_ms)
-        for b in set(buffers) if deadline is not None else ():
-            if admission.give_up_at_s(deadline, self._service[b].mean_s) <= now:
-                raise ApiError(503, "slo_unreachable", f"buffer {self.plan.buffers[b].name!r} "
-                               f"takes {self._service[b].mean_s * 1000:.0f} ms a batch, more "
-                               f"than the {self.slo_ms:g} ms SLO", retry_after_s=1)
-        return deadline
+        return admission.deadline_s(now, self.slo_ms)
 
     def _enqueue(self, prepared: PreparedInput, b: int, now: float, deadline: float | None,
-                 tenant: str) -> _Waiting:
-        w = _Waiting(str(next(self._ids)), prepared, b, now, self.loop.create_future())
+                 tenant: str) -> Waiting:
+        w = Waiting(str(next(self._ids)), prepared, b, now, self.loop.create_future())
         batcher = self._batchers[0 if self._selector is None else self._selector.observe(now)]
         batcher.queues[b].add(Request(id=w.id, length=prepared.tokens, arrival_s=now,
                                       tenant=tenant, deadline_s=deadline, payload=w))
         self._waiting += 1
-        if deadline is not None:
-            w.give_up = self.loop.call_at(
-                admission.give_up_at_s(deadline, self._service[b].mean_s), self._give_up, w)
+        if deadline is not None and self.slo_ms is not None:
+            give_up_s = admission.give_up_at_s(deadline, self._service[b].mean_s, self.slo_ms)
+            w.give_up = self.loop.call_at(give_up_s, self._give_up, w)
         self._launch_ready(b, now)
         return w
 
-    def _give_up(self, w: _Waiting) -> None:
+    def _give_up(self, w: Waiting) -> None:
         if w.future.done():
             return
         self.stats.expired += 1
@@ -208,7 +176,7 @@ class OnlineService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: Batch, live: list[_Waiting], launched_s: float) -> None:
+    async def _run(self, batch: Batch, live: list[Waiting], launched_s: float) -> None:
         b, name = batch.buffer_index, batch.buffer_name
         inputs = [InferInput(w.id, w.prepared.text) for w in live]
         started = self.loop.time()
@@ -241,7 +209,7 @@ class OnlineService:
         predicted_ms = self._predict_ms(len(outcome.done), padded, spec.memory_mb)
         self._policy.on_complete(batch, predicted_ms, elapsed_s * 1000.0)
 
-    def _answer(self, w: _Waiting, outcome: Outcome, buffer: str, launched_s: float) -> None:
+    def _answer(self, w: Waiting, outcome: Outcome, buffer: str, launched_s: float) -> None:
         if w.future.done():
             return
         embedded = outcome.done.get(w.id)
@@ -314,15 +282,3 @@ class OnlineService:
                                                          strict=True)},
                 "draining": self._draining}
 
-
-async def _collect(waiting: list[_Waiting]) -> list[InputResult]:
-    """Every input's result in order, or the first failure, named by its input index."""
-    futures = [w.future for w in waiting]
-    await asyncio.wait(futures, return_when=asyncio.FIRST_EXCEPTION)
-    for i, w in enumerate(waiting):
-        if w.future.done() and (exc := w.future.exception()) is not None:
-            if isinstance(exc, ApiError) and exc.param is None and len(waiting) > 1:
-                exc.param = f"input[{i}]"
-                exc.message = f"input[{i}]: {exc.message}"
-            raise exc
-    return [w.future.result() for w in waiting]
