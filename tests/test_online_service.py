@@ -212,6 +212,7 @@ def test_health_and_unknown_routes():
         with pytest.raises(urllib.error.HTTPError) as wrong_method:
             urllib.request.urlopen(f"{server.url}/v1/embeddings", timeout=10)
     assert health["status"] == "ok" and health["model"] == "stand-in"
+    assert health["stats"]["requests"] == 0 and health["in_flight"] == {"b0": 0}
     assert missing.value.code == 404
     assert json.loads(missing.value.read())["error"]["code"] == "not_found"
     assert wrong_method.value.code == 405
@@ -236,3 +237,34 @@ def test_a_body_over_the_limit_gets_413_before_it_is_read():
     assert reply.status == 413 and body["error"]["code"] == "body_too_large"
     assert "2097152" in body["error"]["message"]
     assert service.stats.requests == 0
+
+
+def _geared(plan):
+    from dataclasses import replace
+
+    from buffers.gears import GearConfig, GearSet
+    from buffers.plan import Plan
+
+    bigger = Plan(buffers=tuple(replace(s, max_batch_size=s.max_batch_size * 2)
+                                for s in plan.buffers), name="busy", policy=plan.policy)
+    gears = GearSet((plan, bigger), GearConfig(up_rps=(5.0,), down_rps=(1.0,), tau_s=1.0,
+                                               min_dwell_s=0.0))
+    return replace(plan, meta={"gears": gears.to_meta()})
+
+
+@pytest.mark.parametrize("policy, geared", [("size_timeout", False), ("deadline", False),
+                                            ("vtc", False), ("size_timeout", True)])
+def test_every_policy_and_gears_serve_mixed_callers(policy, geared):
+    plan = small_plan([(32, 4, 5), (256, 2, 5)], policy=policy)
+    plan = _geared(plan) if geared else plan
+    options = {"predict_ms": lambda batch, length, memory_mb: 1.0 + 0.01 * batch * length,
+               "slo_ms": 5000} if policy == "deadline" else {}
+    bodies = [{"input": [SHORT, LONG] if i % 2 else LONG, "user": f"tenant-{i % 3}"}
+              for i in range(12)]
+    with serving(plan, GatedInvoker(), **options) as (server, service):
+        replies = _post_many(server.url, bodies)
+    assert [s for s, _, _ in replies] == [200] * 12
+    for body, (_, _, reply) in zip(bodies, replies, strict=True):
+        sent = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        assert [m["tokens"] > 32 for m in reply["mbs"]["inputs"]] == [t == LONG for t in sent]
+    assert sum(service.stats.inputs.values()) == 18

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from buffers.gears import gears_from_plan
 from buffers.plan import Plan
 from buffers.policies import Predictor
-from functions.embed import MODEL_ID, STAND_IN_ID
+from functions.embed import MODEL_ID, STAND_IN_ID, model_id
 from functions.shared.model import StandInEmbedder, get_embedder
 from infra.dispatcher.errors import ApiError
 from infra.dispatcher.inputs import prepare_inputs
@@ -55,8 +55,11 @@ SERVED = {
 
 def in_process_invoker(model: ModelChoice) -> InProcessInvoker:
     """The model held by this process: the real one (one per process), or the stand-in."""
-    return InProcessInvoker(StandInEmbedder() if model is ModelChoice.STAND_IN
-                            else get_embedder())
+    embedder = StandInEmbedder() if model is ModelChoice.STAND_IN else get_embedder()
+    if model_id(embedder) != SERVED[model].name:  # MBS_STANDIN_MODEL=1 swaps get_embedder's
+        raise ValueError(f"model {model.value!r} asked for, but this process's model port "
+                         f"serves {model_id(embedder)!r} (is MBS_STANDIN_MODEL set?)")
+    return InProcessInvoker(embedder)
 
 
 async def _read_body(request: Request) -> bytes:

@@ -16,6 +16,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 
 from buffers.batcher import Batch, MultiBufferBatcher, Request
 from buffers.gears import GearSelector, GearSet, check_layout
@@ -276,9 +277,9 @@ class OnlineService:
         self._pool.shutdown(wait=False)
 
     def snapshot(self) -> dict:
-        """Queue and slot state for /healthz."""
+        """Queue, slot and counter state for /healthz."""
         return {"waiting_inputs": self._waiting, "waiting_limit": self.limit,
                 "in_flight": {s.name: n for s, n in zip(self.plan.buffers, self._in_flight,
                                                          strict=True)},
-                "draining": self._draining}
+                "draining": self._draining, "stats": asdict(self.stats)}
 
