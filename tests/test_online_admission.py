@@ -42,7 +42,7 @@ def test_deadlines_and_the_give_up_time_on_a_fake_clock():
 
 
 def test_service_time_is_an_exponential_average():
-    measured = admission.ServiceTime()
+    measured = admission.Ewma()
     measured.observe(0.100)
     assert measured.mean_s == pytest.approx(0.100)
     measured.observe(0.200)
@@ -85,3 +85,39 @@ def test_config_errors_name_the_variable(env, named):
 def test_a_missing_plan_file_is_named(tmp_path):
     with pytest.raises(PlanError, match="nope.json"):
         config_from_env({"MBS_PLAN": str(tmp_path / "nope.json")})
+
+
+def test_a_late_loop_counts_as_overload():
+    assert admission.loop_overloaded(lag_s=0.080, max_lag_ms=50)
+    assert not admission.loop_overloaded(lag_s=0.020, max_lag_ms=50)
+    assert not admission.loop_overloaded(lag_s=5.0, max_lag_ms=None)
+
+
+def test_a_saturated_event_loop_refuses_with_429():
+    import asyncio
+    import time
+
+    from infra.dispatcher.errors import ApiError
+    from infra.dispatcher.service import OnlineService
+    from tests.support.online import GatedInvoker
+
+    async def scenario() -> ApiError | None:
+        service = OnlineService(PLAN, GatedInvoker(), "stand-in", max_loop_lag_ms=50)
+        await service.start()
+        service.check_admission(1)  # an idle loop admits
+        # GIVEN a backlog of CPU work on the loop: 80 callbacks of 5 ms, as when requests
+        # arrive faster than the process can handle them (the phenomenon itself)
+        for _ in range(80):
+            asyncio.get_running_loop().call_soon(time.sleep, 0.005)
+        await asyncio.sleep(admission.LAG_PROBE_S * 2)
+        try:
+            service.check_admission(1)
+            refused = None
+        except ApiError as exc:
+            refused = exc
+        await service.stop()
+        return refused
+
+    refused = asyncio.run(scenario())
+    assert refused is not None and refused.status == 429 and "ms late" in refused.message
+    assert refused.retry_after_s >= 1

@@ -205,6 +205,7 @@ def test_health_and_unknown_routes():
     import urllib.request
 
     with serving(small_plan([(256, 4, 5)]), GatedInvoker()) as (server, _):
+        assert post_json(server.url, {"input": ["one", "two"]})[0] == 200
         with urllib.request.urlopen(f"{server.url}/healthz", timeout=10) as reply:
             health = json.loads(reply.read())
         with pytest.raises(urllib.error.HTTPError) as missing:
@@ -212,7 +213,8 @@ def test_health_and_unknown_routes():
         with pytest.raises(urllib.error.HTTPError) as wrong_method:
             urllib.request.urlopen(f"{server.url}/v1/embeddings", timeout=10)
     assert health["status"] == "ok" and health["model"] == "stand-in"
-    assert health["stats"]["requests"] == 0 and health["in_flight"] == {"b0": 0}
+    assert health["in_flight"] == {"b0": 0}
+    assert health["stats"]["requests"] == 1 and health["stats"]["inputs"] == {"b0": 2}
     assert missing.value.code == 404
     assert json.loads(missing.value.read())["error"]["code"] == "not_found"
     assert wrong_method.value.code == 405

@@ -37,7 +37,8 @@ def main(env: Mapping[str, str] = os.environ) -> None:
     serve_online(config.plan, host=config.host, port=config.port, log_level=config.log_level,
                  model=config.model, invoker=_invoker(config), policy=config.policy,
                  predict_ms=_predictor(config), slo_ms=config.slo_ms,
-                 max_waiting_inputs=config.max_waiting_inputs)
+                 max_waiting_inputs=config.max_waiting_inputs,
+                 max_loop_lag_ms=config.max_loop_lag_ms)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 
 - A bounded admission queue: inputs waiting for a batch are capped; past the cap a request is
   refused whole (429 with Retry-After), so overload shows as refusals, not as a growing queue.
+- A bounded event-loop lag: when the process itself is the bottleneck (CPU), requests queue in
+  the loop before any handler runs, where the cap above cannot see them. A timer measures how
+  late the loop runs it; past MAX_LOOP_LAG_MS on average, requests are refused (429), which
+  costs a fraction of serving them, until the loop catches up.
 - Deadlines: a request's inputs carry deadline = arrival + SLO. An input still waiting when its
   batch could no longer finish by the deadline (now >= deadline - the buffer's expected service
   time) is answered at once with 504 instead of being batched late. An input already running
@@ -19,6 +23,10 @@ from buffers.plan import Plan
 QUEUE_FILLS = 2
 EWMA_ALPHA = 0.2  # weight of the newest measurement in the service-time average
 MAX_SERVICE_SHARE = 0.5  # of the SLO, at most, reserved for the invocation itself
+LAG_PROBE_S = 0.02  # how often the loop's lateness is measured
+# Average lateness past which requests are refused: a loop this far behind adds it to every
+# request twice (reading it and answering it), past the overhead the service is allowed.
+DEFAULT_MAX_LOOP_LAG_MS = 50.0
 
 
 def default_queue_limit(plan: Plan) -> int:
@@ -54,9 +62,14 @@ def give_up_at_s(deadline: float, expected_service_s: float, slo_ms: float) -> f
     return deadline - min(expected_service_s, MAX_SERVICE_SHARE * slo_ms / 1000.0)
 
 
+def loop_overloaded(lag_s: float, max_lag_ms: float | None) -> bool:
+    return max_lag_ms is not None and lag_s * 1000.0 > max_lag_ms
+
+
 @dataclass
-class ServiceTime:
-    """Exponentially weighted mean of one buffer's measured invocation times, in seconds."""
+class Ewma:
+    """Exponentially weighted mean of a measured duration in seconds (a buffer's invocation
+    time, the loop's lateness)."""
 
     mean_s: float = 0.0
     samples: int = 0

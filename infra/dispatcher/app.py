@@ -22,6 +22,7 @@ from buffers.plan import Plan
 from buffers.policies import Predictor
 from functions.embed import MODEL_ID, STAND_IN_ID, model_id
 from functions.shared.model import StandInEmbedder, get_embedder
+from infra.dispatcher.admission import DEFAULT_MAX_LOOP_LAG_MS
 from infra.dispatcher.errors import ApiError
 from infra.dispatcher.inputs import prepare_inputs
 from infra.dispatcher.invoke import InProcessInvoker, Invoker
@@ -97,25 +98,29 @@ async def _on_crash(_: Request, exc: Exception) -> JSONResponse:
 
 def create_app(plan: Plan, *, model: str = ModelChoice.MINILM, invoker: Invoker | None = None,
                policy: str | None = None, predict_ms: Predictor | None = None,
-               slo_ms: float | None = None, max_waiting_inputs: int | None = None) -> Starlette:
+               slo_ms: float | None = None, max_waiting_inputs: int | None = None,
+               max_loop_lag_ms: float | None = DEFAULT_MAX_LOOP_LAG_MS) -> Starlette:
     """The ASGI app serving `plan`.
 
     Parameters: `model` is "minilm" or "stand-in"; `invoker` defaults to the model in this
     process; `policy` overrides the plan's (the deadline policy needs `predict_ms`); `slo_ms`
     gives every request a deadline; `max_waiting_inputs` bounds the admission queue (default
-    admission.default_queue_limit). Gears come from the plan's meta, if it has them.
+    admission.default_queue_limit); past `max_loop_lag_ms` of event-loop lateness requests are
+    refused too (None: never). Gears come from the plan's meta, if it has them.
     """
     served = SERVED[ModelChoice(model)]
     invoker = invoker or in_process_invoker(ModelChoice(model))
     service = OnlineService(plan, invoker, served.name, policy=policy, predict_ms=predict_ms,
                             slo_ms=slo_ms, gears=gears_from_plan(plan),
-                            max_waiting_inputs=max_waiting_inputs)
+                            max_waiting_inputs=max_waiting_inputs,
+                            max_loop_lag_ms=max_loop_lag_ms)
     document = openapi_document(served.aliases)
 
     async def embeddings(request: Request) -> JSONResponse:
         body = await _read_body(request)
         parsed = parse_embedding_request(body, request.headers.get("content-type"),
                                          served.aliases)
+        service.check_admission(len(parsed.inputs))  # refuse before paying to tokenize
         prepared = prepare_inputs(parsed.inputs) if len(body) <= INLINE_TOKENIZE_BYTES \
             else await asyncio.to_thread(prepare_inputs, parsed.inputs)
         results = await service.embed(prepared, parsed.user)

@@ -9,6 +9,7 @@
 - MBS_MODEL: `minilm` (default) or `stand-in`;
 - MBS_SLO_MS: a deadline per request (default none); MBS_POLICY: overrides the plan's policy;
 - MBS_MAX_WAITING_INPUTS: the admission queue's bound (default: admission.default_queue_limit);
+- MBS_MAX_LOOP_LAG_MS: event-loop lateness past which requests get 429 (default 50);
 - HOST (default 0.0.0.0) and PORT (default 8080); MBS_LOG_LEVEL (default info).
 """
 
@@ -21,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from buffers.plan import Plan, default_plan_path, load_plan, plan_from_dict
+from infra.dispatcher import admission
 from infra.dispatcher.app import ModelChoice
 
 DEFAULT_PORT = 8080
@@ -42,6 +44,7 @@ class ServiceConfig:
     slo_ms: float | None
     policy: str | None
     max_waiting_inputs: int | None
+    max_loop_lag_ms: float
     host: str
     port: int
     log_level: str
@@ -104,6 +107,8 @@ def config_from_env(env: Mapping[str, str]) -> ServiceConfig:
         slo_ms=_number(env, "MBS_SLO_MS", float),
         policy=env.get("MBS_POLICY") or None,
         max_waiting_inputs=_number(env, "MBS_MAX_WAITING_INPUTS", int),
+        max_loop_lag_ms=_number(env, "MBS_MAX_LOOP_LAG_MS", float,
+                                admission.DEFAULT_MAX_LOOP_LAG_MS),
         host=env.get("HOST") or "0.0.0.0",  # nosec B104 - a container listens on its interface
         port=_number(env, "PORT", int, DEFAULT_PORT),
         log_level=(env.get("MBS_LOG_LEVEL") or "info").lower(),

@@ -16,7 +16,6 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 
 from buffers.batcher import Batch, MultiBufferBatcher, Request
 from buffers.gears import GearSelector, GearSet, check_layout
@@ -38,7 +37,8 @@ class OnlineService:
 
     def __init__(self, plan: Plan, invoker: Invoker, model: str, *, policy: str | None = None,
                  predict_ms: Predictor | None = None, slo_ms: float | None = None,
-                 gears: GearSet | None = None, max_waiting_inputs: int | None = None) -> None:
+                 gears: GearSet | None = None, max_waiting_inputs: int | None = None,
+                 max_loop_lag_ms: float | None = admission.DEFAULT_MAX_LOOP_LAG_MS) -> None:
         self.plan, self.model, self.slo_ms = plan, model, slo_ms
         self.stats = ServiceStats()
         self._invoker, self._predict_ms = invoker, predict_ms
@@ -52,10 +52,12 @@ class OnlineService:
         count = len(plan.buffers)
         self._caps = [s.max_concurrency for s in plan.buffers]
         self._in_flight = [0] * count
-        self._service = [admission.ServiceTime() for _ in range(count)]
+        self._service = [admission.Ewma() for _ in range(count)]
         self._backlog: list[deque[Batch]] = [deque() for _ in range(count)]  # drained batches
         self._waiting = 0  # inputs admitted and not yet launched
         self.limit = max_waiting_inputs or admission.default_queue_limit(plan)
+        self._max_lag_ms, self._lag = max_loop_lag_ms, admission.Ewma()
+        self._probe: asyncio.TimerHandle | None = None
         self._pool = ThreadPoolExecutor(max_workers=sum(self._caps), thread_name_prefix="invoke")
         self._ids = itertools.count()
         self._tasks: set[asyncio.Task] = set()
@@ -68,6 +70,13 @@ class OnlineService:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._idle = asyncio.Event()
+        self._probe_lag(self._loop.time())
+
+    def _probe_lag(self, expected_s: float) -> None:
+        now = self.loop.time()
+        self._lag.observe(max(0.0, now - expected_s))
+        self._probe = self.loop.call_at(now + admission.LAG_PROBE_S, self._probe_lag,
+                                        now + admission.LAG_PROBE_S)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -88,7 +97,9 @@ class OnlineService:
         """Batch every input and wait for all of them; raises ApiError for the caller."""
         now = self.loop.time()
         buffers = [self._route(i, p.tokens) for i, p in enumerate(inputs)]
-        deadline = self._admit(buffers, now)
+        self.check_admission(len(buffers))
+        self.stats.requests += 1
+        deadline = admission.deadline_s(now, self.slo_ms)
         tenant = user or "default"
         waiting = [self._enqueue(p, b, now, deadline, tenant)
                    for p, b in zip(inputs, buffers, strict=True)]
@@ -106,17 +117,21 @@ class OnlineService:
                            f"plan serves up to {self.plan.max_length}", f"input[{index}]")
         return self._router.index(tokens)
 
-    def _admit(self, buffers: list[int], now: float) -> float | None:
+    def check_admission(self, inputs: int) -> None:
+        """Raise the 503 or 429 a request of `inputs` inputs would get now (nothing queued)."""
         if self._draining:
             raise ApiError(503, "shutting_down", "the service is draining for shutdown; "
                            "retry on another instance", retry_after_s=1)
-        if not admission.admits(self._waiting, len(buffers), self.limit):
+        retry = admission.retry_after_s(self.plan, max(s.mean_s for s in self._service))
+        if not admission.admits(self._waiting, inputs, self.limit):
             self.stats.rejected += 1
-            retry = admission.retry_after_s(self.plan, max(s.mean_s for s in self._service))
             raise ApiError(429, "rate_limit_exceeded", f"{self._waiting} inputs are waiting "
                            f"(limit {self.limit}); retry after {retry} s", retry_after_s=retry)
-        self.stats.requests += 1
-        return admission.deadline_s(now, self.slo_ms)
+        if admission.loop_overloaded(self._lag.mean_s, self._max_lag_ms):
+            self.stats.rejected += 1
+            raise ApiError(429, "rate_limit_exceeded", f"the service is saturated (its event "
+                           f"loop runs {self._lag.mean_s * 1000:.0f} ms late); retry after "
+                           f"{retry} s", retry_after_s=retry)
 
     def _enqueue(self, prepared: PreparedInput, b: int, now: float, deadline: float | None,
                  tenant: str) -> Waiting:
@@ -272,8 +287,9 @@ class OnlineService:
         self.begin_drain()
         if self._idle is not None:
             await self._idle.wait()
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._probe):
+            if timer is not None:
+                timer.cancel()
         self._pool.shutdown(wait=False)
 
     def snapshot(self) -> dict:
@@ -281,5 +297,5 @@ class OnlineService:
         return {"waiting_inputs": self._waiting, "waiting_limit": self.limit,
                 "in_flight": {s.name: n for s, n in zip(self.plan.buffers, self._in_flight,
                                                          strict=True)},
-                "draining": self._draining, "stats": asdict(self.stats)}
+                "draining": self._draining, "stats": self.stats.to_dict()}
 

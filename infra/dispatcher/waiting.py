@@ -31,6 +31,11 @@ class ServiceStats:
     bisect_invocations: int = 0
     splits: int = 0
 
+    def to_dict(self) -> dict[str, int | dict[str, int]]:
+        # not dataclasses.asdict: it rebuilds a Counter from (key, value) pairs, counting them
+        return {name: dict(value) if isinstance(value, Counter) else value
+                for name, value in vars(self).items()}
+
 
 @dataclass(eq=False)
 class Waiting:
