@@ -53,3 +53,23 @@ def count_tokens(text: str) -> TokenCount:
     """Token length of `text` as the model sees it (truncated to 256, as sentence-transformers)."""
     full = len(_untruncated().encode(text).ids)
     return TokenCount(length=min(full, MODEL_MAX_LENGTH), full_length=full)
+
+
+def truncate_text(text: str) -> tuple[str, TokenCount]:
+    """`text` cut to what the model reads (its first 256 tokens) and its token count.
+
+    The cut falls at the end of the word that holds the last kept token: BERT's pre-tokenizer
+    splits on whitespace and punctuation, so that prefix tokenizes exactly as the text's start
+    does, and the model's own truncation then keeps the same 256 tokens. A cut through a word
+    could re-tokenize differently ("unaffable" is una ##ffa ##ble; "unaff" is not una ##ff).
+    """
+    encoding = _untruncated().encode(text)
+    full = len(encoding.ids)
+    count = TokenCount(length=min(full, MODEL_MAX_LENGTH), full_length=full)
+    if not count.truncated:
+        return text, count
+    last = MODEL_MAX_LENGTH - 2  # [CLS] at 0, then 254 kept tokens, then [SEP]
+    word = encoding.word_ids[last]
+    while last + 1 < full and word is not None and encoding.word_ids[last + 1] == word:
+        last += 1
+    return text[: encoding.offsets[last][1]], count
