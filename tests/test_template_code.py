@@ -190,9 +190,10 @@ def test_the_dispatcher_image_has_every_module_and_package_the_service_imports(
     dockerfile = (code / "dispatcher.Dockerfile").read_text()
     assert re.search(r'^CMD \["python", "-m", "infra\.dispatcher"\]$', dockerfile, re.M)
     assert re.findall(r"^COPY (\S+)/ ", dockerfile, re.M) == [
-        "buffers", "functions", "infra", "tokenizer"]
+        "buffers", "functions", "infra", "optimizer", "tokenizer"]
     # WHEN every module of infra.dispatcher is imported from that directory alone
-    repo_packages = tuple(f"{REPO_ROOT / p}/" for p in ("buffers", "functions", "infra"))
+    repo_packages = tuple(f"{REPO_ROOT / p}/" for p in ("buffers", "functions", "infra",
+                                                         "optimizer"))
     probe = subprocess.run([sys.executable, "-c", _IMPORT_DISPATCHER % (repo_packages,)],
                            cwd=code, capture_output=True, text=True, check=False,
                            env={"PYTHONPATH": str(code), "MBS_MODEL_DIR": str(code / "tokenizer")})
@@ -203,7 +204,7 @@ def test_the_dispatcher_image_has_every_module_and_package_the_service_imports(
     pins = (code / "requirements-dispatcher.txt").read_text().split()
     installable = _with_dependencies(pins)
     owners = metadata.packages_distributions()
-    local = {"buffers", "functions", "infra"}
+    local = {"buffers", "functions", "infra", "optimizer"}
     third_party = {top for top in loaded["top"] if top not in sys.stdlib_module_names
                    and top not in local and not top.startswith("_")}
     missing = {top for top in third_party

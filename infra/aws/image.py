@@ -26,7 +26,7 @@ from infra.aws.render import DISPATCHER_DOCKERFILE, Rendered
 
 # What dispatcher.Dockerfile copies from the staged context: the tag hashes exactly these.
 CONTEXT_ENTRIES = (DISPATCHER_DOCKERFILE.name, "requirements-dispatcher.txt", "buffers",
-                   "functions", "infra", "tokenizer")
+                   "functions", "infra", "optimizer", "tokenizer")
 PLATFORM = "linux/amd64"  # the task definition's RuntimePlatform (X86_64)
 DockerRunner = Callable[[Sequence[str], Path, bytes | None], int]
 

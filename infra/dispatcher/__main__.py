@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import Mapping
 
-from buffers.policies import Predictor
+from buffers.types import ServiceTime
 from infra.dispatcher.config import InvokeMode, ServiceConfig, config_from_env
 from infra.dispatcher.invoke import Invoker, LambdaInvoker, lambda_client
 from infra.dispatcher.server import serve_online
@@ -20,7 +20,7 @@ def _invoker(config: ServiceConfig) -> Invoker | None:
     return LambdaInvoker(lambda_client(config.infer_timeout_s, slots), config.functions)
 
 
-def _predictor(config: ServiceConfig) -> Predictor | None:
+def _predictor(config: ServiceConfig) -> ServiceTime | None:
     """The deadline policy's latency predictor: the shipped profile of the CPU model."""
     if (config.policy or config.plan.policy) != "deadline":
         return None

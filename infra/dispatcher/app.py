@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from buffers.gears import gears_from_plan
 from buffers.plan import Plan
-from buffers.policies import Predictor
+from buffers.types import ServiceTime
 from functions.embed import MODEL_ID, STAND_IN_ID, model_id
 from functions.shared.model import StandInEmbedder, get_embedder
 from infra.dispatcher.admission import DEFAULT_MAX_LOOP_LAG_MS
@@ -97,7 +97,7 @@ async def _on_crash(_: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(plan: Plan, *, model: str = ModelChoice.MINILM, invoker: Invoker | None = None,
-               policy: str | None = None, predict_ms: Predictor | None = None,
+               policy: str | None = None, predict_ms: ServiceTime | None = None,
                slo_ms: float | None = None, max_waiting_inputs: int | None = None,
                max_loop_lag_ms: float | None = DEFAULT_MAX_LOOP_LAG_MS) -> Starlette:
     """The ASGI app serving `plan`.

@@ -17,11 +17,12 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from buffers.batcher import Batch, MultiBufferBatcher, Request
+from buffers.batcher import MultiBufferBatcher
 from buffers.gears import GearSelector, GearSet, check_layout
 from buffers.plan import Plan
-from buffers.policies import Predictor, make_batch_policy
+from buffers.policies import make_batch_policy
 from buffers.router import LengthRouter
+from buffers.types import Batch, Request, ServiceTime
 from infra.dispatcher import admission
 from infra.dispatcher.errors import ApiError, infer_error
 from infra.dispatcher.execute import Outcome, run_batch
@@ -36,7 +37,7 @@ class OnlineService:
     """`await start()`, then `await embed(inputs, user)` per request; `await stop()` drains."""
 
     def __init__(self, plan: Plan, invoker: Invoker, model: str, *, policy: str | None = None,
-                 predict_ms: Predictor | None = None, slo_ms: float | None = None,
+                 predict_ms: ServiceTime | None = None, slo_ms: float | None = None,
                  gears: GearSet | None = None, max_waiting_inputs: int | None = None,
                  max_loop_lag_ms: float | None = admission.DEFAULT_MAX_LOOP_LAG_MS) -> None:
         self.plan, self.model, self.slo_ms = plan, model, slo_ms

@@ -1,8 +1,9 @@
 # MBS dispatcher: the online path's long-running service (uvicorn) for ECS Fargate. It tokenizes,
 # batches with buffers/ and invokes each buffer's online infer function; no torch, no model.
 # Build context: the directory `mbs render` stages (.aws-sam/mbs-src): functions/, buffers/,
-# infra/, the tokenizer and requirements-dispatcher.txt. `mbs deploy` builds and pushes it to ECR
-# (infra/aws/image.py); SAM builds images for Lambda functions only.
+# infra/, optimizer/'s latency model and profiles, the tokenizer and requirements-dispatcher.txt.
+# `mbs deploy` builds and pushes it to ECR (infra/aws/image.py); SAM builds images for Lambda
+# functions only.
 # The Docker Hub official image, through ECR Public's mirror (no Docker Hub pull limits).
 FROM public.ecr.aws/docker/library/python:3.12-slim
 
@@ -16,6 +17,7 @@ RUN pip install --no-cache-dir -r requirements-dispatcher.txt
 COPY buffers/ ./buffers/
 COPY functions/ ./functions/
 COPY infra/ ./infra/
+COPY optimizer/ ./optimizer/
 COPY tokenizer/ ./tokenizer/
 
 # Fail the build, not the first task, if a dispatcher module cannot import from the image.
