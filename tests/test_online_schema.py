@@ -131,7 +131,8 @@ def test_base64_is_little_endian_float32_as_openai_sends():
 def test_the_response_keeps_input_order_and_puts_mbs_figures_aside():
     prepared = prepare_inputs(["first", "second text"])
     results = [InputResult(Embedded(np.full(384, i, dtype=np.float32), 4, 2, 1.5, "cpu",
-                                    "all-MiniLM-L6-v2"), "short", 3.0) for i in range(2)]
+                                    "all-MiniLM-L6-v2", "b1", 3 + 4), "short", 3.0)
+               for i in range(2)]
     body = embedding_response(results, prepared, "all-MiniLM-L6-v2", EncodingFormat.FLOAT)
     assert body["object"] == "list" and body["model"] == "all-MiniLM-L6-v2"
     assert [d["index"] for d in body["data"]] == [0, 1]
@@ -139,7 +140,8 @@ def test_the_response_keeps_input_order_and_puts_mbs_figures_aside():
     assert body["usage"] == {"prompt_tokens": 3 + 4, "total_tokens": 3 + 4}
     assert body["mbs"]["inputs"][1] == {
         "index": 1, "buffer": "short", "tokens": 4, "truncated": False, "padded_length": 4,
-        "batch_size": 2, "queue_wait_ms": 3.0, "inference_ms": 1.5, "device": "cpu"}
+        "batch_size": 2, "batch_id": "b1", "batch_real_tokens": 7, "queue_wait_ms": 3.0,
+        "inference_ms": 1.5, "device": "cpu"}
 
 
 def test_the_openapi_document_states_the_limits():

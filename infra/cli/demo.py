@@ -32,9 +32,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser = sub.add_parser("demo", help="the main job: optimize, compare, serve and measure",
                             description="Plan MBS and every baseline for the bursty Azure code "
                             "trace (Bayesian search, simulated), then serve a slice of the same "
-                            "trace with real texts through the local stack with MBS's plan and "
-                            "with BATCH's, and print modelled and measured figures side by "
-                            "side.")
+                            "trace with real texts through the online path (POST "
+                            "/v1/embeddings, served locally) with MBS's plan and with BATCH's, "
+                            "and print modelled and measured figures side by side.")
     parser.add_argument("--workload", choices=sorted(TRACE_PRESETS), default=DEFAULT_PRESET,
                         help=f"trace to plan for and replay (default {DEFAULT_PRESET})")
     add_slo_flag(parser, "p99 latency SLO (default 1000)")
@@ -77,13 +77,14 @@ def plan_and_compare(spec: WorkloadSpec, slo_ms: float, evals: int, seed: int,
 
 
 def serve_and_measure(plan: Any, spec: WorkloadSpec, speedup: float, quiet: bool) -> dict:
-    """Step 2: the slice over real HTTP through the local stack (every figure measured)."""
+    """Step 2: the slice over real HTTP through the online path, POST /v1/embeddings, served
+    locally with the real model (every figure measured)."""
     from infra.client.replay import replay
-    from infra.local.stack import LocalStack
+    from infra.local.serving import LocalService
 
     workload = build_workload(spec)
-    with LocalStack(plan) as stack:
-        return replay(stack.url, workload, speedup=speedup, collect_timeout_s=120.0,
+    with LocalService(plan) as service:
+        return replay(service.url, workload, speedup=speedup, collect_timeout_s=120.0,
                       progress=not quiet)
 
 
@@ -98,11 +99,11 @@ def _row(name: str, modelled: dict, measured: dict) -> str:
 
 
 def format_demo(report: dict) -> str:
-    """Modelled (simulated, whole trace) beside measured (local stack, slice) per plan."""
+    """Modelled (simulated, whole trace) beside measured (online path, locally, slice)."""
     head = (f"  {'plan':<7}| {'$/1M':>9} {'p99 ms':>8} {'padding':>8} {'mean B':>7} | "
             f"{'p50 ms':>7} {'p99 ms':>8} {'padding':>8} {'mean B':>7} {'lost':>5}")
     lines = ["", "MBS demo: modelled (simulated on Lambda, whole trace) | measured (this "
-             "machine's CPU, local stack, trace slice)", head, "  " + "-" * (len(head) - 2)]
+             "machine's CPU, online path served locally, trace slice)", head, "  " + "-" * (len(head) - 2)]
     for name in ("mbs", "batch"):
         lines.append(_row(name, report["modelled"]["policies"][name], report["measured"][name]))
     ratios = report["modelled"]["ratios"]["cost_vs_mbs"]
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         save_plan(plan, path)
         files.append(str(path))
         _say(f"{step}/3 serving {part.describe()} with the {name.upper()} plan "
-             f"({len(plan.buffers)} buffers) on the local stack (measured)")
+             f"({len(plan.buffers)} buffers) through /v1/embeddings, locally (measured)")
         measured[name] = serve_and_measure(plan, part, args.speedup, args.json)
     report = {"modelled": modelled, "measured": measured, "files": files,
               "wall_s": time.monotonic() - started}

@@ -17,6 +17,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                             "report measured latency, throughput, padding, batch sizes and "
                             "losses.")
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="base URL of the API")
+    parser.add_argument("--path", choices=["online", "bulk"], default="online",
+                        help="online: POST /v1/embeddings, answered with the embedding "
+                        "(default); bulk: POST /v1/requests, then poll for each result")
     parser.add_argument("--speedup", type=float, default=1.0, help="replay X times faster")
     parser.add_argument("--collect-timeout", type=float, default=120.0, metavar="S",
                         help="how long to wait for results after the last send")
@@ -32,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     workload = build_workload(workload_spec(args))
     report = replay(args.url, workload, speedup=args.speedup,
-                    collect_timeout_s=args.collect_timeout, progress=not args.json)
+                    collect_timeout_s=args.collect_timeout, progress=not args.json,
+                    path=args.path)
     emit(report, args, format_report)
     return 0 if report["requests"]["lost"] == 0 else 1

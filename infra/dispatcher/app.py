@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from buffers.gears import gears_from_plan
 from buffers.plan import Plan
@@ -99,14 +99,16 @@ async def _on_crash(_: Request, exc: Exception) -> JSONResponse:
 def create_app(plan: Plan, *, model: str = ModelChoice.MINILM, invoker: Invoker | None = None,
                policy: str | None = None, predict_ms: ServiceTime | None = None,
                slo_ms: float | None = None, max_waiting_inputs: int | None = None,
-               max_loop_lag_ms: float | None = DEFAULT_MAX_LOOP_LAG_MS) -> Starlette:
+               max_loop_lag_ms: float | None = DEFAULT_MAX_LOOP_LAG_MS,
+               extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
     """The ASGI app serving `plan`.
 
     Parameters: `model` is "minilm" or "stand-in"; `invoker` defaults to the model in this
     process; `policy` overrides the plan's (the deadline policy needs `predict_ms`); `slo_ms`
     gives every request a deadline; `max_waiting_inputs` bounds the admission queue (default
     admission.default_queue_limit); past `max_loop_lag_ms` of event-loop lateness requests are
-    refused too (None: never). Gears come from the plan's meta, if it has them.
+    refused too (None: never); `extra_routes` are served beside (the local stack's bulk API).
+    Gears come from the plan's meta, if it has them.
     """
     served = SERVED[ModelChoice(model)]
     invoker = invoker or in_process_invoker(ModelChoice(model))
@@ -145,7 +147,8 @@ def create_app(plan: Plan, *, model: str = ModelChoice.MINILM, invoker: Invoker 
 
     app = Starlette(routes=[Route("/v1/embeddings", embeddings, methods=["POST"]),
                             Route("/healthz", health, methods=["GET"]),
-                            Route("/openapi.json", openapi, methods=["GET"])],
+                            Route("/openapi.json", openapi, methods=["GET"]),
+                            *extra_routes],
                     exception_handlers={ApiError: _on_api_error, HTTPException: _on_http_error,
                                         Exception: _on_crash},
                     lifespan=lifespan)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -42,6 +43,8 @@ class Embedded:
     inference_ms: float
     device: str
     model: str
+    batch_id: str = ""  # one id per invocation, shared by the batch's inputs
+    batch_real_tokens: int = 0  # the batch's tokens before padding
 
 
 @dataclass
@@ -89,9 +92,12 @@ def split_to_fit(buffer: str, inputs: Sequence[InferInput], max_request_bytes: i
 
 
 def _embedded(inputs: Sequence[InferInput], reply: InferReply) -> dict[str, Embedded]:
+    batch_id = uuid.uuid4().hex
+    real_tokens = sum(item.tokens for item in inputs)
     return {item.id: Embedded(vector=reply.embeddings[i], padded_length=reply.padded_length,
                               batch_size=len(inputs), inference_ms=reply.inference_ms,
-                              device=reply.device, model=reply.model)
+                              device=reply.device, model=reply.model, batch_id=batch_id,
+                              batch_real_tokens=real_tokens)
             for i, item in enumerate(inputs)}
 
 

@@ -42,6 +42,7 @@ THROTTLE_CODES = frozenset({"TooManyRequestsException", "EC2ThrottledException"}
 class InferInput:
     id: str
     text: str  # already cut to the model's 256 tokens
+    tokens: int = 0  # the model's token count of `text` (padding accounting; not sent)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ def _mbs_input_schema() -> dict[str, Any]:
     return {"type": "object", "properties": {
         "index": integer, "buffer": {"type": "string"}, "tokens": integer,
         "truncated": {"type": "boolean"}, "padded_length": integer, "batch_size": integer,
+        "batch_id": {"type": "string"}, "batch_real_tokens": integer,
         "queue_wait_ms": number, "inference_ms": number, "device": {"type": "string"}}}
 
 

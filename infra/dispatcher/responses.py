@@ -28,7 +28,9 @@ def _mbs_entry(index: int, prepared: PreparedInput, result: InputResult) -> dict
     embedded = result.embedded
     return {"index": index, "buffer": result.buffer, "tokens": prepared.tokens,
             "truncated": prepared.truncated, "padded_length": embedded.padded_length,
-            "batch_size": embedded.batch_size, "queue_wait_ms": round(result.queue_wait_ms, 3),
+            "batch_size": embedded.batch_size, "batch_id": embedded.batch_id,
+            "batch_real_tokens": embedded.batch_real_tokens,
+            "queue_wait_ms": round(result.queue_wait_ms, 3),
             "inference_ms": round(embedded.inference_ms, 3), "device": embedded.device}
 
 

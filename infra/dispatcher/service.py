@@ -195,7 +195,7 @@ class OnlineService:
 
     async def _run(self, batch: Batch, live: list[Waiting], launched_s: float) -> None:
         b, name = batch.buffer_index, batch.buffer_name
-        inputs = [InferInput(w.id, w.prepared.text) for w in live]
+        inputs = [InferInput(w.id, w.prepared.text, w.prepared.tokens) for w in live]
         started = self.loop.time()
         try:
             outcome = await self.loop.run_in_executor(self._pool, run_batch, self._invoker, name,

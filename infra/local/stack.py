@@ -100,10 +100,21 @@ def _local_aws_env(endpoint: str) -> dict[str, str]:
             "AWS_SESSION_TOKEN": "testing"}  # nosec B105
 
 
+def profile_predictor(policy_name: str) -> ServiceTime | None:
+    """The deadline policy's batch-time prediction from the shipped profile (this machine's
+    measured latency, not Lambda's); other policies need none."""
+    if policy_name != "deadline":
+        return None
+    from optimizer.platform.latency_model import load_profile
+
+    _, model = load_profile()
+    return lambda batch, length, memory_mb: model.predict_ms(batch, length)
+
+
 class LocalStack:
     """`with LocalStack(plan) as stack:` serves the plan at `stack.url` until the block ends."""
 
-    def __init__(self, plan: Plan, port: int = 0, visibility_timeout_s: int =
+    def __init__(self, plan: Plan, port: int | None = 0, visibility_timeout_s: int =
                  LOCAL_VISIBILITY_TIMEOUT_S, log_level: str = "WARNING",
                  metrics: bool = False, max_receive_count: int = MAX_RECEIVE_COUNT,
                  extra_env: dict[str, str] | None = None, policy: str | None = None,
@@ -122,7 +133,15 @@ class LocalStack:
         self.dlq_poller: DeadLetterPoller | None = None
         self._moto: MotoProcess | None = None
         self._gateway: HttpGateway | None = None
+        self._routes: list[Route] = []
         self._saved_env: dict[str, str | None] = {}
+
+    @property
+    def routes(self) -> list[Route]:
+        """The bulk API's routes to its in-process handlers (for a server in front)."""
+        if not self._routes:
+            raise RuntimeError("the local stack is not started")
+        return self._routes
 
     @property
     def url(self) -> str:
@@ -195,25 +214,18 @@ class LocalStack:
             boto3.client("sqs"), self.resources.dlq_urls, self.resources.dlq_arns,
             lambda event: dlq.handler(event, LocalLambdaContext(function_name="mbs-dlq")))
         self.dlq_poller.start()
-        self._gateway = HttpGateway([
+        self._routes = [
             Route("POST", "/v1/requests", "mbs-ingest", ingest.handler),
             Route("GET", "/v1/requests/{id}", "mbs-results", results.handler),
-        ], port=self.port)
-        self._gateway.start()
-
-    def _predictor(self) -> ServiceTime | None:
-        """Measured-device latency from the shipped profile (this machine, not Lambda)."""
-        if self.policy_name != "deadline":
-            return None
-        from optimizer.platform.latency_model import load_profile
-
-        _, model = load_profile()
-        return lambda batch, length, memory_mb: model.predict_ms(batch, length)
+        ]
+        if self.port is not None:  # None: a server in front serves self.routes instead
+            self._gateway = HttpGateway(self._routes, port=self.port)
+            self._gateway.start()
 
     def _new_dispatcher(self) -> QueueDispatcher:
         if self.resources is None:
             raise RuntimeError("the local stack is not started")
-        predictor = self._predictor()
+        predictor = profile_predictor(self.policy_name)
         # A plan made by `mbs optimize --gears` carries its gears in meta["gears"]: the
         # dispatcher then switches between them on the measured arrival rate.
         return QueueDispatcher(self.plan, boto3.client("sqs"), self.resources.queue_urls,
