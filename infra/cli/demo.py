@@ -103,7 +103,8 @@ def format_demo(report: dict) -> str:
     head = (f"  {'plan':<7}| {'$/1M':>9} {'p99 ms':>8} {'padding':>8} {'mean B':>7} | "
             f"{'p50 ms':>7} {'p99 ms':>8} {'padding':>8} {'mean B':>7} {'lost':>5}")
     lines = ["", "MBS demo: modelled (simulated on Lambda, whole trace) | measured (this "
-             "machine's CPU, online path served locally, trace slice)", head, "  " + "-" * (len(head) - 2)]
+             "machine's CPU, online path served locally, trace slice)", head,
+             "  " + "-" * (len(head) - 2)]
     for name in ("mbs", "batch"):
         lines.append(_row(name, report["modelled"]["policies"][name], report["measured"][name]))
     ratios = report["modelled"]["ratios"]["cost_vs_mbs"]
