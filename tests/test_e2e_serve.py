@@ -171,3 +171,23 @@ def test_audit_reconciles_the_running_stack(served, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and report["unaccounted"] == 0
     assert report["accepted"] == report["done"] + report["failed"] + report["pending"] >= 5
+
+
+def test_the_openai_client_and_the_bulk_api_share_one_port(served):
+    import openai
+
+    # GIVEN `mbs serve`'s one URL
+    client = openai.OpenAI(base_url=f"{served['url']}/v1", api_key="local", max_retries=0)
+    # WHEN the OpenAI client embeds a list, and the bulk API takes one of the same texts
+    reply = client.embeddings.create(input=[LONG_TEXT, *SHORT_TEXTS], model="all-MiniLM-L6-v2")
+    status, accepted = _http("POST", f"{served['url']}/v1/requests", {"text": SHORT_TEXTS[0]})
+    bulk = _wait_done(served["url"], accepted["id"])
+    # THEN the online answer comes in input order, 384-d unit vectors from several buffers,
+    # and the bulk path's embedding of the same text is the same vector
+    assert status == 202 and [d.index for d in reply.data] == [0, 1, 2, 3]
+    vectors = np.array([d.embedding for d in reply.data], dtype=np.float32)
+    assert vectors.shape == (4, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    extras = reply.model_extra["mbs"]["inputs"]
+    assert extras[0]["buffer"] != extras[1]["buffer"]
+    assert float(np.dot(vectors[1], np.asarray(bulk["embedding"], dtype=np.float32))) >= 0.999
