@@ -111,6 +111,7 @@ def _items_per_million(cost: CostBreakdown, requests: float) -> dict[str, float]
 def cost_vs_rate(points: Sequence[RatePoint], path: Path, subtitle: str = "") -> Path:
     """End-to-end cost per 1M requests against the rate scale for MBS, BATCH and plain Lambda,
     each re-optimized at each rate; hollow markers missed the SLO."""
+    subtitle = subtitle.replace(f" x{points[0].rate_scale:g} rate", "") if points else subtitle
     fig, ax = plt.subplots(figsize=(7, 4.5))
     rates = [p.rate_scale for p in points]
     for name in RATE_POLICIES:
@@ -123,9 +124,12 @@ def cost_vs_rate(points: Sequence[RatePoint], path: Path, subtitle: str = "") ->
     ax.set_xscale("log")
     ax.set_xticks(rates, [f"{r:g}x" for r in rates])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_ylim(bottom=0)
+    ax.set_yscale("log")  # a policy that cannot keep up costs tens of times the others
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("$%g"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("$%g"))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xlabel("request rate, times the trace's (log scale)")
-    ax.set_ylabel("end-to-end cost per 1M requests (USD, simulated)")
+    ax.set_ylabel("end-to-end cost per 1M requests (USD, simulated, log scale)")
     ax.set_title(f"End-to-end cost against the request rate (simulated){_sub(subtitle)}",
                  fontsize=TITLE_FONT)
     ax.legend(fontsize=8)
