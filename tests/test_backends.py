@@ -27,9 +27,9 @@ from optimizer.platform.backends import (
     gpu_pricing,
     make_backend,
 )
+from optimizer.platform.bulk_items import fixed_usd, run_cost
 from optimizer.platform.lambda_rules import LambdaRules
 from optimizer.platform.latency_model import LatencyModel
-from optimizer.platform.metrics import fixed_usd, run_cost
 from optimizer.platform.pricing import Pricing
 from optimizer.sim.baselines import no_batching_plan
 

@@ -16,7 +16,14 @@ import pytest
 from buffers.plan import default_plan_path, load_plan
 from infra.cli import compare as compare_cmd
 from infra.cli.main import build_parser
-from optimizer.compare.comparison import POLICIES, SCHEMA, CompareSettings, Comparison, compare
+from optimizer.compare.comparison import (
+    POLICIES,
+    RATES_SCHEMA,
+    SCHEMA,
+    CompareSettings,
+    Comparison,
+    compare,
+)
 from optimizer.compare.grid import BaselineGrids, Candidate, _best
 from optimizer.compare.workbench import Tuned, Workbench
 from optimizer.platform.backends import make_backend
@@ -28,7 +35,9 @@ from optimizer.workload.workloads import WorkloadSpec, build_workload
 SLICE = ["--start", "600", "--duration", "120"]  # the demo's bursty slice: 484 requests
 SETTINGS = CompareSettings(max_buffers=4, evals=3, memory_choices_mb=(1769, 3008),
                            oracle_max_batch=32)
-METRIC_KEYS = {"cost_per_million_usd", "total_cost_per_million_usd", "p50_ms", "p95_ms",
+COST_KEYS = {"end_to_end_cost_per_million_usd", "infer_cost_per_million_usd",
+             "batching_cost_per_million_usd"}
+METRIC_KEYS = COST_KEYS | {"cost_per_million_usd", "total_cost_per_million_usd", "p50_ms", "p95_ms",
                "p99_ms", "slo_attainment", "padding_overhead", "invocations", "requests",
                "cold_starts", "mean_batch_size", "cost", "per_buffer"}
 POLICY_KEYS = METRIC_KEYS | {"tail_ms", "feasible", "plan", "tuning", "settings"}
@@ -86,14 +95,24 @@ def test_compare_json_has_the_documented_schema(capsys: pytest.CaptureFixture[st
     assert report["policies"]["triton"]["plan"]["policy"] == "triton"
     assert set(report["ratios"]) == {"cost_vs_mbs", "padding_vs_mbs", "invocations_vs_mbs",
                                      "mbs_vs_oracle"}
-    assert set(report["ratios"]["cost_vs_mbs"]) == {"batch", "no_batching", "triton", "oracle"}
+    assert set(report["ratios"]["cost_vs_mbs"]) == {"batch", "no_batching", "triton",
+                                                     "plain_lambda", "oracle"}
+    assert report["workload"]["rate_scale"] == 1.0
+    for name, policy in report["policies"].items():
+        # the old keys are aliases of end to end (mbs.compare/2)
+        assert policy["cost_per_million_usd"] == policy["end_to_end_cost_per_million_usd"], name
+        assert policy["total_cost_per_million_usd"] == policy["cost_per_million_usd"], name
+        assert 0 < policy["infer_cost_per_million_usd"] <= policy[
+            "batching_cost_per_million_usd"] < policy["end_to_end_cost_per_million_usd"], name
+    assert report["policies"]["plain_lambda"]["cost"]["path"] == "plain_lambda"
+    assert report["policies"]["mbs"]["cost"]["path"] == "online"
 
 
 def test_ratios_are_each_policy_over_mbs(capsys: pytest.CaptureFixture[str]) -> None:
     report = _run_json(capsys)
     policies, ratios = report["policies"], report["ratios"]
     mbs = policies["mbs"]
-    for name in ("batch", "no_batching", "triton", "oracle"):
+    for name in ("batch", "no_batching", "triton", "plain_lambda", "oracle"):
         assert ratios["cost_vs_mbs"][name] == pytest.approx(
             policies[name]["cost_per_million_usd"] / mbs["cost_per_million_usd"])
         assert ratios["invocations_vs_mbs"][name] == pytest.approx(
@@ -113,7 +132,7 @@ def test_the_oracle_is_at_most_every_policy() -> None:
 
 def test_every_policy_is_simulated_on_the_same_requests() -> None:
     result = compare(_bench(), StubTuner(), SETTINGS)
-    for name in ("mbs", "batch", "no_batching", "triton"):
+    for name in ("mbs", "batch", "no_batching", "triton", "plain_lambda"):
         outcome = result.outcomes[name]
         assert outcome.latency_ms.size == 484
         assert outcome.tail_ms == pytest.approx(np.percentile(outcome.latency_ms, 99))
@@ -164,13 +183,61 @@ def test_a_sweep_re_optimizes_at_every_slo(capsys: pytest.CaptureFixture[str],
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
 
 
+def test_plain_lambda_is_the_no_batching_run_behind_the_http_api() -> None:
+    result = compare(_bench(), StubTuner(), SETTINGS)
+    plain, none = result.outcomes["plain_lambda"], result.outcomes["no_batching"]
+    # the same runs (one request per invocation, cold starts included), at the same memory
+    assert plain.settings["memory_mb"] == none.settings["memory_mb"]
+    np.testing.assert_array_equal(plain.latency_ms, none.latency_ms)
+    assert plain.metrics.p99_ms == pytest.approx(np.percentile(none.latency_ms, 99))
+    assert plain.metrics.invocations == none.metrics.invocations == 484
+    assert plain.metrics.cold_starts == none.metrics.cold_starts > 0
+    # priced as a plain Lambda: one HTTP API request, the invocation (INIT included), Lambda's
+    # log lines and the response's egress per request; no dispatcher, queue or table
+    cost, gb = plain.metrics.cost, 1024 ** 3
+    assert cost.infer_usd == pytest.approx(none.metrics.cost.infer_usd)
+    assert cost.api_usd == pytest.approx(484 * 1.00e-6)
+    assert cost.logs_usd == pytest.approx(484 * 350 / gb * 0.50)
+    assert cost.egress_usd == pytest.approx(484 * (300 + 150 + 120 + 384 * 22) / gb * 0.09)
+    assert cost.end_to_end_usd == pytest.approx(
+        cost.infer_usd + cost.api_usd + cost.logs_usd + cost.egress_usd)
+    assert plain.plan.name == "plain-lambda"
+
+
+def test_a_rate_sweep_compares_at_every_rate(capsys: pytest.CaptureFixture[str],
+                                             tmp_path) -> None:
+    tuner = StubTuner()
+    args = build_parser().parse_args(["compare", "--json", *SLICE, "--rate-scale", "10,1",
+                                      "--plots", str(tmp_path), "--sweep-slos", "1000",
+                                      "--sweep-evals", "1"])
+    assert compare_cmd.run(args, tuner=tuner, settings=SETTINGS) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["schema"] == RATES_SCHEMA and report["figures"] == "simulated"
+    assert report["rate_scales"] == [1.0, 10.0]
+    assert len(report["comparisons"]) == 2
+    for scale, one in zip((1.0, 10.0), report["comparisons"], strict=True):
+        assert one["schema"] == SCHEMA and one["workload"]["rate_scale"] == scale
+        assert f"x{scale:g} rate" in one["workload"]["description"]
+        assert one["workload"]["requests"] == 484  # the same window, ten times faster
+        assert set(one["policies"]) == set(POLICIES)
+    # the dispatcher's fixed cost spreads over 10x the requests per hour at 10x
+    fleet = [c["policies"]["mbs"]["cost"]["dispatcher_compute_usd"] for c in report["comparisons"]]
+    assert fleet[1] == pytest.approx(fleet[0] / 10, rel=0.05)
+    for name in ("cost_vs_rate.png", "rate1x_cost_per_policy.png",
+                 "rate10x_cost_per_policy.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+    assert report["plots"]["files"] == [str(tmp_path / "cost_vs_rate.png")]
+
+
 def test_the_table_says_every_figure_is_simulated(capsys: pytest.CaptureFixture[str]) -> None:
     args = build_parser().parse_args(["compare", *SLICE])
     assert compare_cmd.run(args, tuner=StubTuner(), settings=SETTINGS) == 0
     out = capsys.readouterr().out
     assert "SIMULATED" in out and "none measured" in out
-    for label in ("MBS", "BATCH tuned", "no batching", "Triton-style", "oracle floor",
-                  "MBS / oracle floor (simulated cost)"):
+    for label in ("MBS", "BATCH tuned", "no batching", "Triton-style", "plain Lambda",
+                  "oracle floor", "MBS / oracle floor (simulated end-to-end cost)",
+                  "e2e $/1M", "infer $/1M", "batching $/1M", "$/1M by line item", "egress"):
         assert label in out
 
 
@@ -215,13 +282,15 @@ def test_bad_flags_fail_with_the_value(capsys: pytest.CaptureFixture[str]) -> No
     assert "--percentile must be in (0, 100), got 0.0" in capsys.readouterr().err
     assert main(["compare", "--sweep-slos", "500,-1", *SLICE]) == 2
     assert "--sweep-slos must be positive ms, got '500,-1'" in capsys.readouterr().err
+    assert main(["compare", "--rate-scale", "1,0", *SLICE]) == 2
+    assert "--rate-scale must be positive, got '1,0'" in capsys.readouterr().err
 
 
-def test_candidate_cost_is_the_simulated_batching_cost() -> None:
+def test_candidate_cost_is_the_simulated_end_to_end_cost() -> None:
     bench = replace(_bench(), rules=LambdaRules(cold_start_ms=0.0))
     plan = load_plan(default_plan_path("batch"))
     result = bench.simulate(plan)
-    assert Candidate(result, {}, plan).cost_usd == result.metrics.cost_per_million_usd
+    assert Candidate(result, {}, plan).cost_usd == result.metrics.end_to_end_cost_per_million_usd
 
 
 def test_the_triton_grid_spreads_its_memory_sizes() -> None:

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from optimizer.platform.backends import gpu_pricing
+from optimizer.platform.bulk_items import run_cost
 from optimizer.platform.cost_breakdown import RequestPath
 from optimizer.platform.dispatcher_fleet import DispatcherTask
-from optimizer.platform.metrics import run_cost
 from optimizer.platform.pricing import Pricing
 from optimizer.platform.request_paths import (
     FLOAT_JSON_BYTES,

@@ -64,12 +64,19 @@ class TestNoBatching:
         ctx = context(arrivals, lengths, service=constant_ms(20.0))
         # WHEN the whole range goes through one buffer of batch size 1
         metrics = estimate(plan_of((1, 256, 1, 250)), ctx)
-        # THEN every request is an invocation, billed 20 ms, with one receive and one delete
-        one = PRICING.lambda_invocation_usd(20.0, MEMORY_MB) + 3 * PRICING.sqs_request_usd
+        # THEN every request is an invocation, billed 20 ms; on the online path (dispatcher
+        # mode) nothing goes through SQS
+        one = PRICING.lambda_invocation_usd(20.0, MEMORY_MB)
         assert metrics.invocations == pytest.approx(arrivals.size)
         assert metrics.cost.batching_usd == pytest.approx(arrivals.size * one, rel=1e-12)
         assert metrics.padding_overhead == pytest.approx(0.0, abs=1e-12)
         assert metrics.p50_ms == pytest.approx(20.0, abs=0.1)
+        # AND in managed mode (the bulk path) each also has a send, a receive and a delete
+        managed = Plan(buffers=(BufferSpec("b0", 1, 256, 1, 0, MEMORY_MB,
+                                           DispatchMode.MANAGED),))
+        one_bulk = one + 3 * PRICING.sqs_request_usd
+        assert estimate(managed, ctx).cost.batching_usd == pytest.approx(
+            arrivals.size * one_bulk, rel=1e-12)
 
     def test_zero_timeout_serves_each_request_alone(self):
         arrivals = bursty_trace(300)
@@ -274,7 +281,13 @@ class TestInvariants:
         parts = metrics.per_buffer.values()
         assert metrics.requests == pytest.approx(1500.0)
         assert metrics.invocations == pytest.approx(sum(m.invocations for m in parts))
-        assert metrics.cost.total_usd == pytest.approx(sum(m.cost.total_usd for m in parts))
+        # the plan adds the run's items to its buffers': one dispatcher task (0.25 vCPU and
+        # 0.5 GB on ARM, one public IPv4) and its Cloud Map instance, from 0 to the last arrival
+        hours = float(self.arrivals[-1]) / 3600.0
+        run = hours * (0.25 * 0.03238 + 0.5 * 0.00356 + 0.005) + hours / 730 * 0.10
+        assert metrics.cost.total_usd == pytest.approx(
+            sum(m.cost.total_usd for m in parts) + run, rel=1e-12)
+        assert all(m.cost.dispatcher_usd == 0.0 for m in parts)
         assert metrics.p50_ms <= metrics.p95_ms <= metrics.p99_ms
         assert min(m.p99_ms for m in parts) <= metrics.p99_ms <= max(m.p99_ms for m in parts)
         assert 0.0 <= metrics.slo_attainment <= 1.0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from optimizer.platform.bulk_items import fixed_usd, run_cost, sqs_calls
 from optimizer.platform.lambda_rules import LambdaRules
-from optimizer.platform.metrics import CostBreakdown, PlanMetrics, fixed_usd, run_cost, sqs_calls
+from optimizer.platform.metrics import CostBreakdown, PlanMetrics
 from optimizer.platform.pricing import Pricing
 from optimizer.sim.baselines import no_batching_plan
 from optimizer.sim.engine import simulate
@@ -74,7 +75,9 @@ def test_plan_metrics_dict_has_exactly_the_agreed_keys() -> None:
     result = simulate(no_batching_plan(1024), np.array([0.0, 0.5]), np.array([5, 7]),
                       lambda *_: 10.0, PRICING, slo_ms=1000.0, rules=NO_COLD)
     out = result.metrics.to_dict()
-    assert set(out) == {"cost_per_million_usd", "total_cost_per_million_usd", "p50_ms",
+    assert set(out) == {"end_to_end_cost_per_million_usd", "infer_cost_per_million_usd",
+                        "batching_cost_per_million_usd", "cost_per_million_usd",
+                        "total_cost_per_million_usd", "p50_ms",
                         "p95_ms", "p99_ms", "slo_attainment", "padding_overhead",
                         "invocations", "requests", "cold_starts", "mean_batch_size", "cost",
                         "per_buffer"}
@@ -82,12 +85,15 @@ def test_plan_metrics_dict_has_exactly_the_agreed_keys() -> None:
     assert isinstance(result.metrics, PlanMetrics)
 
 
-def test_cost_per_million_is_batching_cost_per_request() -> None:
+def test_cost_per_million_is_end_to_end_cost_per_request() -> None:
+    # a dispatcher-mode plan rides the online path: no SQS, no table (issue 12)
     result = simulate(no_batching_plan(1024), np.array([0.0, 0.5]), np.array([5, 7]),
                       lambda *_: 10.0, PRICING, slo_ms=1000.0, rules=NO_COLD)
     m = result.metrics
-    assert m.cost_per_million_usd == pytest.approx(m.cost.batching_usd / 2 * 1e6)
+    assert m.cost_per_million_usd == pytest.approx(m.cost.end_to_end_usd / 2 * 1e6)
     assert m.total_cost_per_million_usd == pytest.approx(m.cost.total_usd / 2 * 1e6)
-    # 10 ms at 1 GB + request fee + (send + receive + delete) per request
-    expected = 0.010 * GB_S_X86 + 0.20e-6 + 3 * 0.40e-6
-    assert m.cost_per_million_usd == pytest.approx(expected * 1e6)
+    # 10 ms at 1 GB + request fee per request; batching = infer on the online path
+    infer = 0.010 * GB_S_X86 + 0.20e-6
+    assert m.infer_cost_per_million_usd == pytest.approx(infer * 1e6)
+    assert m.batching_cost_per_million_usd == pytest.approx(infer * 1e6)
+    assert m.cost.queue_usd == m.cost.store_usd == m.cost.ingest_usd == 0.0

@@ -24,14 +24,14 @@ from optimizer.workload.lengths import token_lengths
 from optimizer.workload.workloads import build_workload
 
 _COLUMNS = ("buffer", "requests", "invocations", "batch", "padding", "p50 ms", "p95 ms",
-            "p99 ms", "in SLO", "cold", "$/1M batching", "$/1M total")
+            "p99 ms", "in SLO", "cold", "$/1M batching", "$/1M end to end")
 
 
 def _row(name: str, m: BufferMetrics) -> tuple[str, ...]:
     return (name, f"{m.requests:.0f}", f"{m.invocations:.0f}", f"{m.mean_batch_size:.2f}",
             f"{m.padding_overhead:.1%}", f"{m.p50_ms:.0f}", f"{m.p95_ms:.0f}", f"{m.p99_ms:.0f}",
-            f"{m.slo_attainment:.2%}", f"{m.cold_starts:.0f}", f"{m.cost_per_million_usd:.3f}",
-            f"{m.total_cost_per_million_usd:.3f}")
+            f"{m.slo_attainment:.2%}", f"{m.cold_starts:.0f}",
+            f"{m.batching_cost_per_million_usd:.3f}", f"{m.end_to_end_cost_per_million_usd:.3f}")
 
 
 def format_metrics(metrics: PlanMetrics, title: str) -> str:
@@ -46,10 +46,9 @@ def format_metrics(metrics: PlanMetrics, title: str) -> str:
         lines.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w)
                                for j, (c, w) in enumerate(zip(row, widths, strict=True))))
     cost = metrics.cost
-    lines.append(f"simulated cost (USD): infer compute {cost.infer_compute_usd:.6f}, infer "
-                 f"requests {cost.infer_request_usd:.6f}, queue {cost.queue_usd:.6f}, api "
-                 f"{cost.api_usd:.6f}, ingest+results {cost.ingest_usd:.6f}, store "
-                 f"{cost.store_usd:.6f}; total {cost.total_usd:.6f}")
+    items = ", ".join(f"{k.removesuffix('_usd')} {v:.6f}" for k, v in cost.nonzero_items().items())
+    lines.append(f"simulated cost (USD, {cost.path or 'mixed'} path): {items}; end to end "
+                 f"{cost.total_usd:.6f}")
     return "\n".join(lines)
 
 

@@ -7,26 +7,38 @@ Each policy is tuned for the same trace, lengths, backend and SLO (the `percenti
 - triton: a Triton/TF-Serving dynamic batcher (one queue, max batch, max queue delay, a fixed
   pool of instances), its knobs picked from a small grid by simulation (compare_grid.py);
 - no_batching: one request per invocation, its memory picked the same way;
+- plain_lambda: the no-batching runs (their cold starts and latency) priced as a plain Lambda
+  per request behind the HTTP API: no dispatcher, queue or table; its memory picked the same way;
 - oracle: the floor of optimizer.sim.baselines.oracle_floor (each request at its own length in
   full zero-wait batches), the cheapest over the memory choices at the largest batch size the
   search may use. It ignores the SLO, so it bounds cost, not latency.
-Every figure is simulated (modelled), never measured.
+Every figure is simulated (modelled), never measured. Every cost is end to end on the policy's
+request path (optimizer/platform/plan_cost.py): MBS and BATCH on their mode's (dispatcher: the
+online path with its dispatcher fleet; managed: the bulk path), Triton-style and no batching on
+the online path as MBS in dispatcher mode, plain_lambda on its own. Tuning and ratios use the
+end-to-end cost; infer and batching costs are reported beside it.
 
 JSON schema (Comparison.to_dict; tests/test_compare.py checks it):
 {
-  "schema": "mbs.compare/1",
+  "schema": "mbs.compare/2",
   "figures": "simulated",
-  "workload": {"description": str, "requests": int},
+  "workload": {"description": str, "requests": int, "rate_scale": float},
   "slo_ms": float, "percentile": float, "mode": "dispatcher" | "managed",
   "backend": {"name": "lambda" | "gpu", "profile": str, "device": str, "pricing": {...},
               "memory_choices_mb": [int, ...] | null},
-  "policies": {                       # keys: "mbs", "batch", "no_batching", "triton", "oracle"
+  "policies": {            # keys: "mbs", "batch", "no_batching", "triton", "plain_lambda",
+                           #       "oracle"
     NAME: {
-      ...PlanMetrics.to_dict():  cost_per_million_usd (batching cost: infer + queue, the figure
-                                 plans compete on), total_cost_per_million_usd, p50_ms, p95_ms,
+      ...PlanMetrics.to_dict():  end_to_end_cost_per_million_usd (every line item, the figure
+                                 plans compete on), infer_cost_per_million_usd (the infer
+                                 function: GB-seconds with INIT, request fees),
+                                 batching_cost_per_million_usd (infer + queue: what batching
+                                 changes), cost_per_million_usd and total_cost_per_million_usd
+                                 (both aliases of end to end since mbs.compare/2; in /1
+                                 cost_per_million_usd was the batching cost), p50_ms, p95_ms,
                                  p99_ms, slo_attainment, padding_overhead, invocations,
-                                 requests, cold_starts, mean_batch_size, cost {...},
-                                 per_buffer {...},
+                                 requests, cold_starts, mean_batch_size, cost {line items in
+                                 USD, path, totals}, per_buffer {...},
       "tail_ms": float,            # the percentile-th latency
       "feasible": bool,            # tail_ms <= slo_ms
       "plan": {...} | null,        # Plan.to_dict(); null for the oracle
@@ -38,11 +50,15 @@ JSON schema (Comparison.to_dict; tests/test_compare.py checks it):
     }
   },
   "ratios": {
-    "cost_vs_mbs": {"batch": x, "no_batching": x, "triton": x, "oracle": x},  # policy / mbs
+    "cost_vs_mbs": {"batch": x, "no_batching": x, "triton": x, "plain_lambda": x,
+                    "oracle": x},                        # end to end, policy / mbs
     "padding_vs_mbs": {...}, "invocations_vs_mbs": {...},                    # policy / mbs
     "mbs_vs_oracle": x                                                        # mbs / oracle
   }                                  # a ratio is null where its denominator is 0
 }
+With several rates (`mbs compare --rate-scale 1,10,100`), RateSweep.to_dict:
+{"schema": "mbs.compare-rates/1", "figures": "simulated", "rate_scales": [float, ...],
+ "comparisons": [one object as above per rate, in rate order]}
 """
 
 from __future__ import annotations
@@ -51,13 +67,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from optimizer.compare.grid import BaselineGrids, oracle_outcome, pick_no_batching, pick_triton
+from optimizer.compare.grid import (
+    BaselineGrids,
+    oracle_outcome,
+    pick_no_batching,
+    pick_plain_lambda,
+    pick_triton,
+)
 from optimizer.compare.workbench import Outcome, Tuner, Workbench, judge
 from optimizer.platform.backends import Backend
 
-SCHEMA = "mbs.compare/1"
-POLICIES = ("mbs", "batch", "no_batching", "triton", "oracle")
-BASELINES = ("batch", "no_batching", "triton", "oracle")
+SCHEMA = "mbs.compare/2"
+RATES_SCHEMA = "mbs.compare-rates/1"
+POLICIES = ("mbs", "batch", "no_batching", "triton", "plain_lambda", "oracle")
+BASELINES = ("batch", "no_batching", "triton", "plain_lambda", "oracle")
+COST_FIGURES = ("end_to_end_cost_per_million_usd", "infer_cost_per_million_usd",
+                "batching_cost_per_million_usd")
 Progress = Callable[[str], None]
 
 
@@ -80,30 +105,36 @@ class Comparison:
             raise ValueError(f"a comparison needs every policy, missing {missing}")
 
     def cost_usd(self, name: str) -> float:
-        """A policy's batching cost per 1M requests (simulated)."""
-        return self.outcomes[name].metrics.cost_per_million_usd
+        """A policy's end-to-end cost per 1M requests (simulated)."""
+        return self.outcomes[name].metrics.end_to_end_cost_per_million_usd
+
+    def costs(self, name: str) -> dict[str, float]:
+        """A policy's three cost figures per 1M requests (simulated)."""
+        metrics = self.outcomes[name].metrics
+        return {figure: getattr(metrics, figure) for figure in COST_FIGURES}
 
     def ratios(self) -> dict[str, Any]:
-        """Each baseline over MBS (cost, padding, invocations), and MBS over the oracle."""
+        """Each baseline over MBS (end-to-end cost, padding, invocations), and MBS over the
+        oracle."""
         mbs = self.outcomes["mbs"].metrics
         out: dict[str, Any] = {"cost_vs_mbs": {}, "padding_vs_mbs": {},
                                "invocations_vs_mbs": {}}
         for name in BASELINES:
             other = self.outcomes[name].metrics
-            out["cost_vs_mbs"][name] = _ratio(other.cost_per_million_usd,
-                                              mbs.cost_per_million_usd)
+            out["cost_vs_mbs"][name] = _ratio(self.cost_usd(name), self.cost_usd("mbs"))
             out["padding_vs_mbs"][name] = _ratio(other.padding_overhead, mbs.padding_overhead)
             out["invocations_vs_mbs"][name] = _ratio(other.invocations, mbs.invocations)
-        out["mbs_vs_oracle"] = _ratio(mbs.cost_per_million_usd, self.cost_usd("oracle"))
+        out["mbs_vs_oracle"] = _ratio(self.cost_usd("mbs"), self.cost_usd("oracle"))
         return out
 
-    def to_dict(self, workload: str, backend: Backend) -> dict[str, Any]:
+    def to_dict(self, workload: str, backend: Backend, rate_scale: float = 1.0) -> dict[str, Any]:
         """The documented JSON object (see the module docstring)."""
         return {
             "schema": SCHEMA,
             "figures": "simulated",
             "workload": {"description": workload,
-                         "requests": int(self.outcomes["mbs"].metrics.requests)},
+                         "requests": int(self.outcomes["mbs"].metrics.requests),
+                         "rate_scale": rate_scale},
             "slo_ms": self.slo_ms,
             "percentile": self.percentile,
             "mode": self.mode,
@@ -174,6 +205,7 @@ def compare(bench: Workbench, tuner: Tuner, settings: CompareSettings,
         grids = BaselineGrids.build(bench, settings.memory_choices_mb)
     outcomes = {"mbs": mbs, "batch": batch, "no_batching": pick_no_batching(grids, bench),
                 "triton": pick_triton(grids, bench),
+                "plain_lambda": pick_plain_lambda(grids, bench),
                 "oracle": oracle_outcome(bench, settings.memory_choices_mb,
                                          settings.oracle_max_batch)}
     return Comparison(bench.slo_ms, bench.percentile, bench.mode, outcomes)
@@ -181,14 +213,19 @@ def compare(bench: Workbench, tuner: Tuner, settings: CompareSettings,
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """Each policy's simulated cost per 1M requests, and whether it met the SLO, at one SLO."""
+    """Each policy's simulated cost per 1M requests (end to end; infer and batching beside),
+    and whether it met the SLO, at one SLO."""
 
     slo_ms: float
     cost_usd: dict[str, float]
     feasible: dict[str, bool | None]  # None for the oracle, which is not judged
+    infer_usd: dict[str, float] | None = None
+    batching_usd: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"slo_ms": self.slo_ms, "cost_per_million_usd": self.cost_usd,
+                "infer_cost_per_million_usd": self.infer_usd,
+                "batching_cost_per_million_usd": self.batching_usd,
                 "feasible": self.feasible}
 
 
@@ -202,7 +239,27 @@ def sweep(bench: Workbench, tuner: Tuner, settings: CompareSettings, slos_ms: Se
         if progress:
             progress(f"SLO sweep: {slo_ms:g} ms")
         result = compare(bench.at_slo(float(slo_ms)), tuner, settings, grids=grids)
-        points.append(SweepPoint(float(slo_ms),
-                                 {n: result.cost_usd(n) for n in POLICIES},
-                                 {n: result.outcomes[n].feasible for n in POLICIES}))
+        costs = {n: result.costs(n) for n in POLICIES}
+        points.append(SweepPoint(
+            float(slo_ms), {n: c["end_to_end_cost_per_million_usd"] for n, c in costs.items()},
+            {n: result.outcomes[n].feasible for n in POLICIES},
+            {n: c["infer_cost_per_million_usd"] for n, c in costs.items()},
+            {n: c["batching_cost_per_million_usd"] for n, c in costs.items()}))
     return tuple(points)
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    """One comparison at one rate scale (the trace's times divided by rate_scale)."""
+
+    rate_scale: float
+    workload: str
+    comparison: Comparison
+
+
+def rates_to_dict(points: Sequence[RatePoint], backend: Backend) -> dict[str, Any]:
+    """The documented JSON object of a rate sweep: one comparison per rate."""
+    return {"schema": RATES_SCHEMA, "figures": "simulated",
+            "rate_scales": [p.rate_scale for p in points],
+            "comparisons": [p.comparison.to_dict(p.workload, backend, p.rate_scale)
+                            for p in points]}

@@ -1,10 +1,13 @@
-"""The baselines with few knobs, tuned by simulating a small grid: Triton-style, no batching.
+"""The baselines with few knobs, tuned by simulating a small grid: Triton-style, no batching,
+plain Lambda.
 
-Every grid point is simulated once on the workbench's trace; a pick at any SLO then takes the
-cheapest point whose tail latency meets it (or, if none does, the one with the lowest tail), so
-an SLO sweep reuses the grid. The Triton grid tries at most TRITON_MEMORY_POINTS memory sizes,
-spread over the choices (each size costs 48 simulations); no batching tries every size. The
-oracle floor is computed here too.
+Plain Lambda is the no-batching grid's runs (one request per invocation, concurrency up to the
+account's: its cold starts and latency) priced on the PLAIN_LAMBDA path: behind the HTTP API,
+with no dispatcher, queue or table. Every grid point is simulated once on the workbench's
+trace; a pick at any SLO then takes the cheapest point (end to end) whose tail latency meets it
+(or, if none does, the one with the lowest tail), so an SLO sweep reuses the grid. The Triton
+grid tries at most TRITON_MEMORY_POINTS memory sizes, spread over the choices (each size costs
+48 simulations); no batching tries every size. The oracle floor is computed here too.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import numpy as np
 
 from buffers.plan import MAX_CONCURRENCY
 from optimizer.compare.workbench import Outcome, Workbench, judge
-from optimizer.sim.baselines import no_batching_plan, oracle_floor, triton_plan
-from optimizer.sim.engine import SimResult
+from optimizer.platform.cost_breakdown import RequestPath
+from optimizer.sim.baselines import no_batching_plan, oracle_floor, plain_lambda_plan, triton_plan
+from optimizer.sim.engine import SimResult, repriced
 
 # Triton's knobs (model configuration, dynamic_batching): preferred/max batch size and
 # max_queue_delay_microseconds, over a fixed instance_group count. A small grid: batch sizes
@@ -37,19 +41,22 @@ class Candidate:
     result: SimResult
     plan_settings: dict[str, Any]
     plan: Any  # buffers.plan.Plan
+    path: RequestPath | None = None  # priced on this path, not the plan's dispatch mode's
 
     @property
     def cost_usd(self) -> float:
-        return self.result.metrics.cost_per_million_usd
+        """End to end per 1M requests (simulated)."""
+        return self.result.metrics.end_to_end_cost_per_million_usd
 
 
 @dataclass(frozen=True, eq=False)
 class BaselineGrids:
-    """The simulated grids of the Triton-style batcher and of no batching."""
+    """The simulated grids of the Triton-style batcher, of no batching and of plain Lambda."""
 
     slo_ms: float  # the SLO the candidates' metrics were computed at
     triton: tuple[Candidate, ...]
     no_batching: tuple[Candidate, ...]
+    plain_lambda: tuple[Candidate, ...] = ()
 
     @classmethod
     def build(cls, bench: Workbench, memory_choices_mb: tuple[int, ...]) -> BaselineGrids:
@@ -62,11 +69,16 @@ class BaselineGrids:
             triton.append(Candidate(bench.simulate(plan), {
                 "memory_mb": memory_mb, "max_batch": batch, "max_queue_delay_ms": delay_ms,
                 "instances": instances}, plan))
-        none = []
+        none, plain = [], []
         for memory_mb in memory_choices_mb:
             plan = no_batching_plan(memory_mb, NO_BATCHING_CONCURRENCY)
-            none.append(Candidate(bench.simulate(plan), {"memory_mb": memory_mb}, plan))
-        return cls(bench.slo_ms, tuple(triton), tuple(none))
+            result = bench.simulate(plan)
+            none.append(Candidate(result, {"memory_mb": memory_mb}, plan))
+            plain.append(Candidate(
+                repriced(result, bench.slo_ms, bench.billing, RequestPath.PLAIN_LAMBDA),
+                {"memory_mb": memory_mb}, plain_lambda_plan(memory_mb, NO_BATCHING_CONCURRENCY),
+                RequestPath.PLAIN_LAMBDA))
+        return cls(bench.slo_ms, tuple(triton), tuple(none), tuple(plain))
 
 
 def spread(choices: tuple[int, ...], points: int) -> tuple[int, ...]:
@@ -93,7 +105,7 @@ def _outcome(grid: tuple[Candidate, ...], grid_slo_ms: float, bench: Workbench, 
              tuning: str) -> Outcome:
     best = _best(grid, bench)
     # the grid's metrics hold SLO attainment at grid_slo_ms; re-run the pick at this SLO
-    result = best.result if grid_slo_ms == bench.slo_ms else bench.simulate(best.plan)
+    result = best.result if grid_slo_ms == bench.slo_ms else bench.simulate(best.plan, best.path)
     return judge(bench, name, best.plan, result, tuning,
                  {**best.plan_settings, "grid_points": len(grid)})
 
@@ -110,14 +122,25 @@ def pick_no_batching(grids: BaselineGrids, bench: Workbench) -> Outcome:
                     "memory size by simulation; one request per invocation")
 
 
+def pick_plain_lambda(grids: BaselineGrids, bench: Workbench) -> Outcome:
+    """Plain Lambda at the cheapest memory size that meets the workbench's SLO."""
+    return _outcome(grids.plain_lambda, grids.slo_ms, bench, "plain_lambda",
+                    "memory size by simulation; one request per invocation behind the HTTP "
+                    "API, no dispatcher, queue or table")
+
+
 def oracle_outcome(bench: Workbench, memory_choices_mb: tuple[int, ...],
                    max_batch: int) -> Outcome:
-    """The oracle floor at its cheapest memory size, batches of up to max_batch."""
+    """The oracle floor at its cheapest memory size, batches of up to max_batch, on the request
+    path of the workbench's mode, with the run's fixed items (the dispatcher fleet online)."""
+    path = RequestPath.ONLINE if bench.mode == "dispatcher" else RequestPath.BULK
     best = None
     for memory_mb in memory_choices_mb:
         metrics = oracle_floor(bench.lengths, bench.backend.service_ms, bench.backend.pricing,
-                               memory_mb, max_batch, slo_ms=bench.slo_ms, arch=bench.arch)
-        if best is None or metrics.cost_per_million_usd < best[1].cost_per_million_usd:
+                               memory_mb, max_batch, slo_ms=bench.slo_ms, arch=bench.arch,
+                               billing=bench.billing, path=path)
+        if best is None or (metrics.end_to_end_cost_per_million_usd
+                            < best[1].end_to_end_cost_per_million_usd):
             best = (memory_mb, metrics)
     memory_mb, metrics = best
     return Outcome("oracle", None, metrics, np.zeros(0), None, None,

@@ -1,4 +1,5 @@
-"""PNG charts of a comparison: latency CDFs, cost per policy, cost against the SLO. Simulated.
+"""PNG charts of a comparison: latency CDFs, end-to-end cost per policy stacked by line item,
+cost against the SLO, and cost against the request rate. Simulated.
 
 Every chart says in its title that its figures are simulated (modelled), not measured.
 matplotlib runs on its Agg backend (files only, no display).
@@ -17,12 +18,25 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from optimizer.compare.comparison import POLICIES, Comparison, SweepPoint  # noqa: E402
+from optimizer.compare.comparison import (  # noqa: E402
+    POLICIES,
+    Comparison,
+    RatePoint,
+    SweepPoint,
+)
+from optimizer.platform.cost_breakdown import CostBreakdown  # noqa: E402
 
 LABELS = {"mbs": "MBS", "batch": "BATCH (tuned)", "no_batching": "no batching",
-          "triton": "Triton-style", "oracle": "oracle floor"}
+          "triton": "Triton-style", "plain_lambda": "plain Lambda", "oracle": "oracle floor"}
 COLOURS = {"mbs": "tab:blue", "batch": "tab:orange", "no_batching": "tab:gray",
-           "triton": "tab:green", "oracle": "black"}
+           "triton": "tab:green", "plain_lambda": "tab:purple", "oracle": "black"}
+RATE_POLICIES = ("mbs", "batch", "plain_lambda")  # the cost-vs-rate chart's lines
+ITEM_LABELS = {"infer_compute_usd": "infer GB-s (INIT incl.)",
+               "infer_request_usd": "infer requests", "queue_usd": "SQS",
+               "api_usd": "HTTP API", "ingest_usd": "front functions", "store_usd": "DynamoDB",
+               "front_door_usd": "Cloud Map", "dispatcher_compute_usd": "dispatcher Fargate",
+               "dispatcher_ipv4_usd": "dispatcher IPv4", "queue_polling_usd": "SQS polling",
+               "logs_usd": "CloudWatch Logs", "egress_usd": "egress"}
 CDF_POINTS = 2000  # latency quantiles drawn per policy
 DPI = 120
 SUBTITLE_CHARS = 90
@@ -60,20 +74,66 @@ def latency_cdf(comparison: Comparison, path: Path, subtitle: str = "") -> Path:
 
 
 def cost_bars(comparison: Comparison, path: Path, subtitle: str = "") -> Path:
-    """Batching cost per 1M requests per policy; hatched bars missed the SLO."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    costs = [comparison.cost_usd(name) for name in POLICIES]
-    bars = ax.bar([LABELS[n] for n in POLICIES], costs, color=[COLOURS[n] for n in POLICIES])
-    for name, bar, cost in zip(POLICIES, bars, costs, strict=True):
-        if comparison.outcomes[name].feasible is False:
-            bar.set_hatch("//")
-            bar.set_alpha(0.6)
-        ax.annotate(f"${cost:.2f}", (bar.get_x() + bar.get_width() / 2, cost),
-                    ha="center", va="bottom", fontsize=8)
-    ax.set_ylabel("batching cost per 1M requests (USD, simulated)")
-    ax.set_title(f"Cost per policy (simulated; hatched: SLO missed){_sub(subtitle)}",
-                 fontsize=TITLE_FONT)
+    """End-to-end cost per 1M requests per policy, stacked by line item; hatched: SLO missed."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    names = [LABELS[n] for n in POLICIES]
+    per_million = {n: _items_per_million(comparison.outcomes[n].metrics.cost,
+                                         comparison.outcomes[n].metrics.requests)
+                   for n in POLICIES}
+    items = [k for k in CostBreakdown().line_items() if any(per_million[n][k] for n in POLICIES)]
+    colours = plt.get_cmap("tab20")(np.linspace(0.0, 1.0, max(len(items), 1)))
+    bottom = np.zeros(len(POLICIES))
+    for item, colour in zip(items, colours, strict=False):
+        heights = np.array([per_million[n][item] for n in POLICIES])
+        bars = ax.bar(names, heights, bottom=bottom, color=colour, label=ITEM_LABELS[item])
+        for name, bar in zip(POLICIES, bars, strict=True):
+            if comparison.outcomes[name].feasible is False:
+                bar.set_hatch("//")
+        bottom += heights
+    for i, name in enumerate(POLICIES):
+        infer = comparison.costs(name)["infer_cost_per_million_usd"]
+        ax.annotate(f"${bottom[i]:.2f}\n(infer ${infer:.2f})", (i, bottom[i]), ha="center",
+                    va="bottom", fontsize=7)
+    ax.set_ylim(0, max(bottom.max(initial=0.0) * 1.18, 1e-9))
+    ax.set_ylabel("end-to-end cost per 1M requests (USD, simulated)")
+    ax.set_title(f"End-to-end cost per policy by line item (simulated; hatched: SLO missed)"
+                 f"{_sub(subtitle)}", fontsize=TITLE_FONT)
     ax.tick_params(axis="x", labelsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _save(fig, path)
+
+
+def _items_per_million(cost: CostBreakdown, requests: float) -> dict[str, float]:
+    scale = 1e6 / requests if requests else 0.0
+    return {k: v * scale for k, v in cost.line_items().items()}
+
+
+def cost_vs_rate(points: Sequence[RatePoint], path: Path, subtitle: str = "") -> Path:
+    """End-to-end cost per 1M requests against the rate scale for MBS, BATCH and plain Lambda,
+    each re-optimized at each rate; hollow markers missed the SLO."""
+    subtitle = subtitle.replace(f" x{points[0].rate_scale:g} rate", "") if points else subtitle
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    rates = [p.rate_scale for p in points]
+    for name in RATE_POLICIES:
+        costs = [p.comparison.cost_usd(name) for p in points]
+        ax.plot(rates, costs, color=COLOURS[name], label=LABELS[name])
+        missed = [p.comparison.outcomes[name].feasible is False for p in points]
+        for rate, cost, miss in zip(rates, costs, missed, strict=True):
+            ax.scatter([rate], [cost], edgecolors=COLOURS[name],
+                       facecolors="none" if miss else COLOURS[name])
+    ax.set_xscale("log")
+    ax.set_xticks(rates, [f"{r:g}x" for r in rates])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_yscale("log")  # a policy that cannot keep up costs tens of times the others
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("$%g"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("$%g"))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.set_xlabel("request rate, times the trace's (log scale)")
+    ax.set_ylabel("end-to-end cost per 1M requests (USD, simulated, log scale)")
+    ax.set_title(f"End-to-end cost against the request rate (simulated){_sub(subtitle)}",
+                 fontsize=TITLE_FONT)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
     return _save(fig, path)
 
 
@@ -95,7 +155,7 @@ def cost_vs_slo(points: Sequence[SweepPoint], path: Path, percentile: float,
     ax.set_xticks(slos, [f"{s:g}" for s in slos])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(f"latency SLO at p{percentile:g} (ms, log scale)")
-    ax.set_ylabel("batching cost per 1M requests (USD, simulated)")
+    ax.set_ylabel("end-to-end cost per 1M requests (USD, simulated)")
     ax.set_title(f"Cost against the SLO, re-optimized per SLO (simulated)"
                  f"{_sub(subtitle)}", fontsize=TITLE_FONT)
     ax.legend(fontsize=8)

@@ -77,9 +77,10 @@ def search_tuner(seed: int, progress: bool) -> Tuner:
     def tune(bench: Workbench, max_buffers: int, evals: int) -> Tuned:
         backend = bench.backend
         ctx = EstimatorContext.build(bench.arrivals_s, bench.lengths, backend.service_ms,
-                                     backend.pricing, bench.slo_ms, bench.rules, bench.arch)
+                                     backend.pricing, bench.slo_ms, bench.rules, bench.arch,
+                                     bench.fleet)
         sim = SimInputs(bench.arrivals_s, bench.lengths, backend.service_ms, backend.pricing,
-                        bench.rules)
+                        bench.rules, bench.fleet)
         space = space_for(backend, bench.mode, max_buffers, bench.arch, bench.slo_ms)
         label = "MBS" if max_buffers > 1 else "BATCH"
         result = optimize(ctx, sim, space, bench.slo_ms, bench.percentile, evals, seed,

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
 
 from buffers.plan import Plan
 from optimizer.platform.backends import Backend
+from optimizer.platform.cost_breakdown import RequestPath
 from optimizer.platform.lambda_rules import LambdaRules
 from optimizer.platform.metrics import PlanMetrics
-from optimizer.sim.engine import SimResult, simulate
+from optimizer.platform.plan_cost import FleetSettings, RunBilling
+from optimizer.sim.engine import SimResult, repriced, simulate
 
 MODES = ("dispatcher", "managed")
 
@@ -20,7 +23,8 @@ MODES = ("dispatcher", "managed")
 class Workbench:
     """The work every policy is judged on: one trace, its lengths, a backend and the SLO.
 
-    The SLO holds when the `percentile`-th latency is at most slo_ms.
+    The SLO holds when the `percentile`-th latency is at most slo_ms. Every plan is priced end
+    to end on its request path, the dispatcher fleet sized by `fleet` from the trace's rates.
     """
 
     arrivals_s: np.ndarray
@@ -31,6 +35,7 @@ class Workbench:
     mode: str = "dispatcher"
     arch: str = "x86"
     rules: LambdaRules = field(default_factory=LambdaRules)
+    fleet: FleetSettings = field(default_factory=FleetSettings)
 
     def __post_init__(self) -> None:
         if not self.slo_ms > 0:
@@ -42,11 +47,19 @@ class Workbench:
         if len(self.arrivals_s) == 0:
             raise ValueError("the workload has no requests")
 
-    def simulate(self, plan: Plan) -> SimResult:
-        """The plan (as the backend runs it) replayed on the trace."""
-        return simulate(self.backend.pin(plan), self.arrivals_s, self.lengths,
-                        self.backend.service_ms, self.backend.pricing, self.slo_ms,
-                        rules=self.rules, arch=self.arch)
+    @cached_property
+    def billing(self) -> RunBilling:
+        """How a run on this trace is billed besides its invocations (the simulator's own)."""
+        return RunBilling.for_arrivals(self.arrivals_s, self.backend.pricing, self.arch,
+                                       self.fleet)
+
+    def simulate(self, plan: Plan, path: RequestPath | None = None) -> SimResult:
+        """The plan (as the backend runs it) replayed on the trace; path, if given, prices every
+        buffer on that request path instead of its dispatch mode's (e.g. plain_lambda)."""
+        result = simulate(self.backend.pin(plan), self.arrivals_s, self.lengths,
+                          self.backend.service_ms, self.backend.pricing, self.slo_ms,
+                          rules=self.rules, arch=self.arch, fleet=self.fleet)
+        return result if path is None else repriced(result, self.slo_ms, self.billing, path)
 
     def tail_ms(self, latency_ms: np.ndarray) -> float:
         """The SLO's percentile of these latencies."""
@@ -55,7 +68,7 @@ class Workbench:
     def at_slo(self, slo_ms: float) -> Workbench:
         """The same work judged against another SLO."""
         return Workbench(self.arrivals_s, self.lengths, self.backend, slo_ms, self.percentile,
-                         self.mode, self.arch, self.rules)
+                         self.mode, self.arch, self.rules, self.fleet)
 
 
 @dataclass(frozen=True)

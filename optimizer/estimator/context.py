@@ -20,6 +20,7 @@ from buffers.types import ServiceTime
 from optimizer.estimator.batch_waits import Pairs, pair_offsets
 from optimizer.estimator.latency import ServiceTable
 from optimizer.platform.lambda_rules import LambdaRules
+from optimizer.platform.plan_cost import FleetSettings, RunBilling
 from optimizer.platform.pricing import Pricing
 from optimizer.workload.checks import check_arrivals_and_lengths
 
@@ -59,6 +60,7 @@ class EstimatorContext:
     arch: str
     keep_alive_start: np.ndarray  # first arrival within keep_alive_s before each arrival
     sample: np.ndarray  # the Palm sample: sorted arrival indices (all of them up to PALM_SAMPLE)
+    billing: RunBilling  # the run's span and dispatcher fleet, as the simulator prices them
     _counts: _Lru = field(default_factory=lambda: _Lru(_CACHE_ENTRIES), repr=False)
     _pairs: _Lru = field(default_factory=lambda: _Lru(_CACHE_ENTRIES), repr=False)
     _positions: _Lru = field(default_factory=lambda: _Lru(4 * _CACHE_ENTRIES), repr=False)
@@ -66,13 +68,14 @@ class EstimatorContext:
     @classmethod
     def build(cls, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms: ServiceTime,
               pricing: Pricing, slo_ms: float, rules: LambdaRules | None = None,
-              arch: str = "x86") -> EstimatorContext:
+              arch: str = "x86", fleet: FleetSettings | None = None) -> EstimatorContext:
         """Precompute a workload's statistics.
 
         Parameters: arrivals_s sorted seconds; lengths one token length (1..256) per arrival;
         service_ms(batch_size, padded_length, memory_mb) -> ms, the same callable the simulator
         takes; slo_ms the latency target for slo_attainment; rules the platform constants
-        (LambdaRules() when None); arch "x86" or "arm64".
+        (LambdaRules() when None); arch "x86" or "arm64"; fleet how the dispatcher scales
+        (FleetSettings() when None), priced over the arrivals as the simulator does.
         Returns: the context that estimate() takes.
         """
         rules = rules or LambdaRules()
@@ -88,7 +91,8 @@ class EstimatorContext:
             sample = np.sort(np.random.default_rng(0).choice(arrivals.size, PALM_SAMPLE,
                                                              replace=False))
         return cls(arrivals, pmf, ServiceTable(service_ms, MODEL_MAX_LENGTH), pricing,
-                   float(slo_ms), rules, arch, back, sample)
+                   float(slo_ms), rules, arch, back, sample,
+                   RunBilling.for_arrivals(arrivals, pricing, arch, fleet))
 
     @property
     def requests(self) -> int:

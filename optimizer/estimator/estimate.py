@@ -30,8 +30,10 @@ exact expectations over the thinning (batching.py):
 - latency = wait + service (+ environment wait) convolved per batch size on a grid, with
   shifted copies for cold starts; p50/p95/p99 of the buffers' mixture (latency.py).
 - cost: expected invocations x expected billed ms (1 ms rounding applied to every (s, l)
-  service time) x memory, request fees, SQS calls (10 messages a call), INIT billed per
-  expected cold start, and metrics.fixed_usd for the per-request items.
+  service time) x memory, request fees and INIT billed per expected cold start make the infer
+  bill; the rest of the request path (online for dispatcher-mode buffers, bulk with SQS calls
+  of 10 messages for managed ones) and, once per plan, the dispatcher fleet over the trace's
+  per-minute rates come from platform/plan_cost.py, the same functions the simulator prices by.
 Approximations: members of a filled batch are uniform in (0, close time); members' offsets come
 from a Palm sample of 4,096 openers; a token budget acts as the largest batch size s with
 s * E[M_s] <= max_batch_tokens; the start-up transient (first cold_start_ms) is coarse, which
@@ -56,14 +58,11 @@ from optimizer.estimator.latency import (
     queue_masses,
     spread_rows,
 )
-from optimizer.platform.metrics import (
-    SQS_BATCH_MAX,
-    BufferMetrics,
-    CostBreakdown,
-    PlanMetrics,
-    fixed_usd,
-)
+from optimizer.platform.bulk_items import receive_calls
+from optimizer.platform.metrics import BufferMetrics, CostBreakdown, PlanMetrics
+from optimizer.platform.plan_cost import buffer_path, plan_cost, plan_paths
 from optimizer.platform.pricing import MB_PER_GB
+from optimizer.platform.request_paths import InferBill
 
 __all__ = ["EstimatorContext", "estimate", "estimate_buffer"]
 
@@ -113,13 +112,10 @@ def _cost(ctx: EstimatorContext, spec: BufferSpec, requests: float, svc: _Servic
     invocations = float(np.sum(svc.batches))
     billed_ms = (float(np.sum(svc.batches * svc.billed_ms))
                  + cold_starts * ctx.rules.init_billed_ms(True))
-    gb_s = billed_ms / 1000.0 * spec.memory_mb / MB_PER_GB
-    sqs_calls = 2.0 * float(np.sum(svc.batches * np.ceil(svc.sizes / SQS_BATCH_MAX)))
-    return CostBreakdown(
-        infer_compute_usd=gb_s * ctx.pricing.lambda_gb_s_usd(ctx.arch),
-        infer_request_usd=invocations * ctx.pricing.lambda_request_usd,
-        queue_usd=(requests + sqs_calls) * ctx.pricing.sqs_request_usd,
-        **fixed_usd(requests, ctx.pricing, ctx.arch))
+    bill = InferBill(gb_s=billed_ms / 1000.0 * spec.memory_mb / MB_PER_GB,
+                     invocations=invocations)
+    return ctx.billing.buffer_cost(buffer_path(spec), requests, bill,
+                                   receive_calls(svc.sizes, svc.batches))
 
 
 def _latency(ctx: EstimatorContext, spec: BufferSpec, form: BatchFormation, svc: _Service,
@@ -183,8 +179,10 @@ def _rounded(busy_ms: float) -> float:
     return float(np.exp(np.round(np.log(busy_ms) / _BUSY_STEP) * _BUSY_STEP))
 
 
-def _empty_buffer() -> tuple[BufferMetrics, LatencyCdf]:
-    metrics = BufferMetrics(requests=0.0, invocations=0.0, cost=CostBreakdown(), p50_ms=0.0,
+def _empty_buffer(ctx: EstimatorContext, spec: BufferSpec) -> tuple[BufferMetrics, LatencyCdf]:
+    """No requests: no invocations, but a managed buffer's queues are still polled."""
+    cost = ctx.billing.buffer_cost(buffer_path(spec), 0.0, InferBill(0.0, 0.0))
+    metrics = BufferMetrics(requests=0.0, invocations=0.0, cost=cost, p50_ms=0.0,
                             p95_ms=0.0, p99_ms=0.0, slo_attainment=1.0, real_tokens=0.0,
                             padded_tokens=0.0, cold_starts=0.0)
     return metrics, LatencyCdf(1.0, np.zeros(1), ((1.0, 0.0),))
@@ -195,7 +193,7 @@ def estimate_buffer(spec: BufferSpec, ctx: EstimatorContext) -> tuple[BufferMetr
     pmf = ctx.length_pmf[spec.min_length: spec.max_length + 1]
     p = float(np.sum(pmf))
     if p <= 0.0 or ctx.requests == 0:
-        return _empty_buffer()
+        return _empty_buffer(ctx, spec)
     lengths = np.arange(spec.min_length, spec.max_length + 1, dtype=np.float64)
     cdf = np.minimum(np.cumsum(pmf) / p, 1.0)
     p = min(p, 1.0)
@@ -235,19 +233,20 @@ def estimate(plan: Plan, ctx: EstimatorContext) -> PlanMetrics:
         raise ValueError(f"the buffers' max_concurrency sum to {total}, over the account's "
                          f"concurrency limit {ctx.rules.account_concurrency}")
     parts = [estimate_buffer(spec, ctx) for spec in plan.buffers]
-    return combine_buffers(plan, parts, ctx.slo_ms)
+    return combine_buffers(plan, parts, ctx)
 
 
 def combine_buffers(plan: Plan, parts: list[tuple[BufferMetrics, LatencyCdf]],
-                    slo_ms: float) -> PlanMetrics:
-    """A plan's figures from its buffers' (in plan order): sums, and the merged latency CDF."""
+                    ctx: EstimatorContext) -> PlanMetrics:
+    """A plan's figures from its buffers' (in plan order): sums plus the run's fixed items
+    (the dispatcher fleet), and the merged latency CDF."""
     per_buffer = {spec.name: m for spec, (m, _) in zip(plan.buffers, parts, strict=True)}
     ms = per_buffer.values()
     return PlanMetrics(
         requests=float(sum(m.requests for m in ms)),
         invocations=float(sum(m.invocations for m in ms)),
-        cost=sum((m.cost for m in ms), CostBreakdown()),
-        **latency_figures([cdf for _, cdf in parts], slo_ms),
+        cost=plan_cost([m.cost for m in ms], ctx.billing.run_cost(plan_paths(plan))),
+        **latency_figures([cdf for _, cdf in parts], ctx.slo_ms),
         real_tokens=float(sum(m.real_tokens for m in ms)),
         padded_tokens=float(sum(m.padded_tokens for m in ms)),
         cold_starts=float(sum(m.cold_starts for m in ms)),

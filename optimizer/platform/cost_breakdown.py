@@ -55,6 +55,10 @@ class CostBreakdown:
         """Every line item in USD (the fields, without `path`): what a stacked plot shows."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "path"}
 
+    def nonzero_items(self) -> dict[str, float]:
+        """The line items that are not zero, in field order (what a table lists)."""
+        return {name: usd for name, usd in self.line_items().items() if usd}
+
     @property
     def infer_usd(self) -> float:
         """The inference function alone: GB-seconds (INIT included) plus request fees."""

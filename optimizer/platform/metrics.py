@@ -1,4 +1,12 @@
-"""What a plan costs and how fast it answers: the figures the simulator and estimator report."""
+"""What a plan costs and how fast it answers: the figures the simulator and estimator report.
+
+Every cost figure is end to end unless its name says otherwise (DESIGN.md: every figure says
+what it counts): `cost_per_million_usd` and `total_cost_per_million_usd` are kept as aliases of
+`end_to_end_cost_per_million_usd` (before issue 12, `cost_per_million_usd` was the batching
+cost); `infer_cost_per_million_usd` is the inference function alone (the paper's metric), and
+`batching_cost_per_million_usd` what batching changes. The cost itself comes from
+plan_cost.RunBilling, on the request path of each buffer's dispatch mode.
+"""
 
 from __future__ import annotations
 
@@ -9,56 +17,10 @@ from typing import Any
 import numpy as np
 
 from buffers.padding import padding_overhead
-from optimizer.platform.cost_breakdown import PER_MILLION, CostBreakdown, RequestPath
-from optimizer.platform.pricing import MB_PER_GB, Pricing
-
-SQS_BATCH_MAX = 10  # ReceiveMessage and DeleteMessageBatch take at most 10 messages per call
-# Per-request fixed items (the same under every plan, so they never decide between plans):
-# the client POSTs the text and GETs its result once: two HTTP API requests.
-API_REQUESTS_PER_REQUEST = 2
-# Two small functions sit on that path: ingest (tokenize, send to SQS, put PENDING) and results
-# (one GetItem). Our assumption: 256 MB each (the tokenizers wheel and powertools do not fit
-# comfortably in 128 MB) and 15 ms warm (two in-region AWS API calls of ~5 ms plus tokenizing).
-FRONT_INVOCATIONS_PER_REQUEST = 2
-FRONT_MEMORY_MB = 256
-FRONT_DURATION_MS = 15.0
-# DynamoDB on-demand: PENDING put (<1 KB: 1 WRU), result put (384 floats, ~1.5 KB: 2 WRU),
-# one strongly consistent read of the result (<4 KB: 1 RRU).
-DDB_WRITE_UNITS_PER_REQUEST = 3
-DDB_READ_UNITS_PER_REQUEST = 1
-
-
-def sqs_calls(batch_sizes: np.ndarray) -> int:
-    """Receive plus delete calls for these batches (each batch's messages in calls of 10)."""
-    sizes = np.asarray(batch_sizes, dtype=np.int64)
-    return int(2 * np.sum(-(-sizes // SQS_BATCH_MAX)))
-
-
-def fixed_usd(requests: int, pricing: Pricing, arch: str = "x86") -> dict[str, float]:
-    """The per-request items (api_usd, ingest_usd, store_usd) for `requests` requests."""
-    front = pricing.lambda_invocation_usd(FRONT_DURATION_MS, FRONT_MEMORY_MB, arch)
-    store = (DDB_WRITE_UNITS_PER_REQUEST * pricing.ddb_write_request_usd
-             + DDB_READ_UNITS_PER_REQUEST * pricing.ddb_read_request_usd)
-    return {
-        "api_usd": requests * API_REQUESTS_PER_REQUEST * pricing.api_http_request_usd,
-        "ingest_usd": requests * FRONT_INVOCATIONS_PER_REQUEST * front,
-        "store_usd": requests * store,
-    }
-
-
-def run_cost(requests: int, batch_sizes: np.ndarray, billed_ms: np.ndarray,
-             memory_mb: np.ndarray, pricing: Pricing, arch: str = "x86") -> CostBreakdown:
-    """Bulk-path cost of `requests` requests served by invocations of these sizes, billed ms,
-    memory: the per-request and per-batch items only (request_paths.bulk_cost adds the rest)."""
-    gb_s = float(np.sum(np.asarray(billed_ms, dtype=np.float64) / 1000.0
-                        * np.asarray(memory_mb, dtype=np.float64) / MB_PER_GB))
-    return CostBreakdown(
-        infer_compute_usd=gb_s * pricing.lambda_gb_s_usd(arch),
-        infer_request_usd=len(batch_sizes) * pricing.lambda_request_usd,
-        queue_usd=(requests + sqs_calls(batch_sizes)) * pricing.sqs_request_usd,
-        **fixed_usd(requests, pricing, arch),
-        path=RequestPath.BULK,
-    )
+from optimizer.platform.bulk_items import receive_calls
+from optimizer.platform.cost_breakdown import CostBreakdown, RequestPath
+from optimizer.platform.plan_cost import RunBilling, plan_cost
+from optimizer.platform.request_paths import InferBill
 
 
 @dataclass(frozen=True)
@@ -81,17 +43,8 @@ class BufferMetrics:
     cold_starts: float
 
     @property
-    def cost_per_million_usd(self) -> float:
-        """Batching cost (infer + queue) per 1M requests: the figure plans compete on."""
-        return self.cost.batching_usd / self.requests * PER_MILLION if self.requests else 0.0
-
-    @property
-    def total_cost_per_million_usd(self) -> float:
-        return self.cost.total_usd / self.requests * PER_MILLION if self.requests else 0.0
-
-    @property
     def end_to_end_cost_per_million_usd(self) -> float:
-        """Every line item per 1M requests (the same figure as total_cost_per_million_usd)."""
+        """Every line item per 1M requests (a buffer's leaves out the plan's run items)."""
         return self.cost.per_million(self.requests)["end_to_end_cost_per_million_usd"]
 
     @property
@@ -101,8 +54,18 @@ class BufferMetrics:
 
     @property
     def batching_cost_per_million_usd(self) -> float:
-        """What batching changes per 1M requests (the same figure as cost_per_million_usd)."""
+        """What batching changes (infer function + queue traffic) per 1M requests."""
         return self.cost.per_million(self.requests)["batching_cost_per_million_usd"]
+
+    @property
+    def cost_per_million_usd(self) -> float:
+        """End to end per 1M requests: the figure plans compete on (alias, see module doc)."""
+        return self.end_to_end_cost_per_million_usd
+
+    @property
+    def total_cost_per_million_usd(self) -> float:
+        """End to end per 1M requests (alias, see module doc)."""
+        return self.end_to_end_cost_per_million_usd
 
     @property
     def padding_overhead(self) -> float:
@@ -115,6 +78,9 @@ class BufferMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "end_to_end_cost_per_million_usd": self.end_to_end_cost_per_million_usd,
+            "infer_cost_per_million_usd": self.infer_cost_per_million_usd,
+            "batching_cost_per_million_usd": self.batching_cost_per_million_usd,
             "cost_per_million_usd": self.cost_per_million_usd,
             "total_cost_per_million_usd": self.total_cost_per_million_usd,
             "p50_ms": self.p50_ms,
@@ -178,26 +144,28 @@ class BatchLog:
 
 
 def plan_metrics(log: BatchLog, latency_ms: np.ndarray, request_buffer: np.ndarray,
-                 buffer_names: Sequence[str], pricing: Pricing, slo_ms: float,
-                 arch: str = "x86") -> PlanMetrics:
-    """Figures for a run: per buffer, then the whole plan (its cost is the sum of the buffers')."""
+                 buffer_names: Sequence[str], slo_ms: float, billing: RunBilling,
+                 paths: Sequence[RequestPath]) -> PlanMetrics:
+    """Figures for a run: per buffer (each on its request path), then the whole plan, whose
+    cost is the buffers' plus the run's fixed items (plan_cost.py)."""
     per_buffer = {}
-    for index, name in enumerate(buffer_names):
+    for index, (name, path) in enumerate(zip(buffer_names, paths, strict=True)):
         per_buffer[name] = _buffer_metrics(log.select(log.buffer == index),
-                                           latency_ms[request_buffer == index],
-                                           pricing, slo_ms, arch)
-    cost = sum((m.cost for m in per_buffer.values()), CostBreakdown())
-    whole = _buffer_metrics(log, latency_ms, pricing, slo_ms, arch)
+                                           latency_ms[request_buffer == index], slo_ms,
+                                           billing, path)
+    cost = plan_cost([m.cost for m in per_buffer.values()], billing.run_cost(paths))
+    whole = _buffer_metrics(log, latency_ms, slo_ms, billing, paths[0])
     return PlanMetrics(**{**whole.__dict__, "cost": cost}, per_buffer=per_buffer)
 
 
-def _buffer_metrics(log: BatchLog, latency_ms: np.ndarray, pricing: Pricing, slo_ms: float,
-                    arch: str) -> BufferMetrics:
+def _buffer_metrics(log: BatchLog, latency_ms: np.ndarray, slo_ms: float, billing: RunBilling,
+                    path: RequestPath) -> BufferMetrics:
     requests = int(latency_ms.size)
+    bill = InferBill.from_invocations(log.billed_ms, log.memory_mb)
     return BufferMetrics(
         requests=requests,
         invocations=len(log),
-        cost=run_cost(requests, log.size, log.billed_ms, log.memory_mb, pricing, arch),
+        cost=billing.buffer_cost(path, requests, bill, receive_calls(log.size)),
         **latency_summary(latency_ms, slo_ms),
         real_tokens=int(np.sum(log.real_tokens)),
         padded_tokens=int(np.sum(log.size * log.padded_length)),

@@ -12,10 +12,10 @@ estimator; these functions add the rest of the path:
   table. `online_request_cost` is the part that splits by buffer; `online_run_cost` is the
   part that depends on the run's duration (duration_s) and the fleet (task_seconds, from
   dispatcher_fleet), and enters a plan's bill once.
-- bulk (today's async path): metrics.run_cost's items, priced as before (two HTTP API requests,
-  two front functions, three DynamoDB write units and one read, an SQS send per request and a
-  receive and a delete per 10 messages of a batch), plus the event source mapping's empty
-  receives while it long-polls, log lines and egress.
+- bulk (today's async path): bulk_items.run_cost's items, priced as before (two HTTP API
+  requests, two front functions, three DynamoDB write units and one read, an SQS send per
+  request and a receive and a delete per 10 messages of a batch), plus the event source
+  mapping's empty receives while it long-polls, log lines and egress.
 - plain_lambda: one Lambda invocation per request behind the HTTP API; no dispatcher, queue or
   table. Cold starts reach it as billed INIT milliseconds inside the caller's bill.
 
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from optimizer.platform.bulk_items import fixed_usd
 from optimizer.platform.cost_breakdown import CostBreakdown, RequestPath
 from optimizer.platform.dispatcher_fleet import DEFAULT_TASK, DispatcherTask
-from optimizer.platform.metrics import fixed_usd
 from optimizer.platform.pricing import BYTES_PER_GB, HOURS_PER_MONTH, MB_PER_GB, Pricing
 
 EMBEDDING_DIM = 384  # all-MiniLM-L6-v2

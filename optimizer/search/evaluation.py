@@ -1,7 +1,9 @@
 """Scoring plans for the search: the estimator's figures judged against the SLO, and the
 objective the GP is told; each plan is estimated once, and every estimate kept in order.
 
-Objective: the estimator's cost_per_million_usd, told to the GP as ln(cost). A plan whose
+Objective: the estimator's end-to-end cost per 1M requests (every line item of the plan's
+request path, the dispatcher fleet included: optimizer/platform/plan_cost.py), told to the GP
+as ln(cost). Evaluation.cost_per_million_usd holds that end-to-end figure. A plan whose
 p{percentile} exceeds the SLO is infeasible: the GP is told
     ln(cost) + INFEASIBLE_PENALTY_LOG + ln(1 + min(violation, MAX_VIOLATION)),
 violation = p/slo - 1, i.e. ten times its cost and worse the further it misses, so the surrogate
@@ -35,7 +37,7 @@ class Evaluation:
     phase: str  # "seed", "initial", "gp", "polish" or "grid" (exhaustive)
     plan: Plan
     values: dict[str, object]
-    cost_per_million_usd: float
+    cost_per_million_usd: float  # end to end (module doc)
     percentile_ms: float | None  # None where the estimator has no such field (see module doc)
     slo_attainment: float
     feasible: bool
@@ -95,8 +97,7 @@ class CachedEstimator:
 
     def __call__(self, plan: Plan) -> PlanMetrics:
         """The same PlanMetrics as optimizer.estimator.estimate.estimate(plan, ctx)."""
-        return combine_buffers(plan, [self._part(spec) for spec in plan.buffers],
-                               self.ctx.slo_ms)
+        return combine_buffers(plan, [self._part(spec) for spec in plan.buffers], self.ctx)
 
 
 class Evaluator:
@@ -121,7 +122,7 @@ class Evaluator:
             return hit
         metrics = self._estimate(plan)
         feasible, p_ms, violation = judge(metrics, self.percentile, self.slo_ms)
-        cost = metrics.cost_per_million_usd
+        cost = metrics.end_to_end_cost_per_million_usd
         point = self.enc.encode(plan)
         values = self.enc.values(point) if point is not None else {}
         ev = Evaluation(len(self.history), phase, plan, values, cost, p_ms,

@@ -1,4 +1,5 @@
-"""The baselines MBS is judged against: no batching, BATCH, a Triton-style batcher, the oracle."""
+"""The baselines MBS is judged against: no batching, BATCH, a Triton-style batcher, plain Lambda,
+the oracle."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import numpy as np
 
 from buffers.plan import MAX_CONCURRENCY, MODEL_MAX_LENGTH, BufferSpec, DispatchMode, Plan
 from buffers.types import ServiceTime
+from optimizer.platform.cost_breakdown import RequestPath
 from optimizer.platform.metrics import BatchLog, PlanMetrics, plan_metrics
+from optimizer.platform.plan_cost import RunBilling
 from optimizer.platform.pricing import Pricing
 from optimizer.sim.launcher import Launcher
 from optimizer.sim.policy import PolicyInputs, register
@@ -28,6 +31,12 @@ def _one_buffer(name: str, policy: str, max_batch: int, timeout_ms: int, memory_
 def no_batching_plan(memory_mb: int, max_concurrency: int = MAX_CONCURRENCY) -> Plan:
     """One request per invocation, the serverless default (concurrency up to the account's)."""
     return _one_buffer("no-batching", "size_timeout", 1, 0, memory_mb, max_concurrency)
+
+
+def plain_lambda_plan(memory_mb: int, max_concurrency: int = MAX_CONCURRENCY) -> Plan:
+    """A plain Lambda per request: runs as no batching does; price it on the PLAIN_LAMBDA path
+    (optimizer.sim.engine.repriced), since it has no dispatcher, queue or table."""
+    return _one_buffer("plain-lambda", "size_timeout", 1, 0, memory_mb, max_concurrency)
 
 
 def batch_plan(max_batch: int, timeout_ms: int, memory_mb: int,
@@ -116,7 +125,8 @@ register(TRITON_POLICY, _triton)
 
 def oracle_floor(lengths: np.ndarray, service_ms: ServiceTime,
                  pricing: Pricing, memory_mb: int, max_batch: int, *, slo_ms: float = 1000.0,
-                 arch: str = "x86") -> PlanMetrics:
+                 arch: str = "x86", billing: RunBilling | None = None,
+                 path: RequestPath = RequestPath.ONLINE) -> PlanMetrics:
     """Every request at its own length in full batches: no padding, no waiting, no cold starts.
 
     Requests are grouped by exact length and cut into batches of max_batch (the last of each
@@ -124,6 +134,9 @@ def oracle_floor(lengths: np.ndarray, service_ms: ServiceTime,
     the same memory with batches of at most max_batch as long as per-request model time does
     not grow with batch size nor shrink with length, and each length has many requests (with a
     handful per length, one mixed batch can beat several tiny exact-length ones).
+    Priced on `path` (the path of the plans it bounds); billing (for the workload's arrivals)
+    adds the run's fixed items every plan on that path pays (the dispatcher fleet, or the
+    queues' polling), None leaves them out (a run of no duration).
     """
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -147,5 +160,5 @@ def oracle_floor(lengths: np.ndarray, service_ms: ServiceTime,
                    billed_ms=np.array([pricing.billed_ms(s) for s in service], dtype=np.int64),
                    memory_mb=np.full(size.size, memory_mb, np.int64))
     latency_ms = np.repeat(service, size)
-    return plan_metrics(log, latency_ms, np.zeros(lens.size, np.int64), ("all",), pricing,
-                        slo_ms, arch)
+    return plan_metrics(log, latency_ms, np.zeros(lens.size, np.int64), ("all",), slo_ms,
+                        billing or RunBilling(pricing, arch), (RequestPath(path),))

@@ -18,8 +18,10 @@ import numpy as np
 from buffers.gears import GearSet
 from buffers.plan import Plan
 from buffers.types import ServiceTime
+from optimizer.platform.cost_breakdown import RequestPath
 from optimizer.platform.lambda_rules import LambdaRules
 from optimizer.platform.metrics import BatchLog, PlanMetrics, plan_metrics
+from optimizer.platform.plan_cost import FleetSettings, RunBilling, plan_paths
 from optimizer.platform.pricing import Pricing
 from optimizer.sim.launcher import Launcher
 from optimizer.sim.policy import Policy, PolicyInputs, PolicyOptions, make_policy
@@ -58,17 +60,19 @@ def run_events(policy: Policy, arrivals_s: list[float]) -> None:
 def simulate(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms: ServiceTime,
              pricing: Pricing, slo_ms: float, rules: LambdaRules | None = None,
              arch: str = "x86", policy: PolicyOptions | None = None,
-             gears: GearSet | None = None) -> SimResult:
+             gears: GearSet | None = None, fleet: FleetSettings | None = None) -> SimResult:
     """Replay arrivals (sorted seconds) with token lengths through `plan` on Lambda.
 
     Parameters: service_ms(batch_size, padded_length, memory_mb) gives one invocation's model
     time; rules holds the platform constants (LambdaRules() when None); policy picks the batch
     policy (default: the plan's; the registry in optimizer/sim/policy.py) with per-request
     tenants and SLOs; gears (optional, over the plan's layout) switch batching with the measured
-    arrival rate (buffers/geared.py).
+    arrival rate (buffers/geared.py); fleet sizes the dispatcher's tasks from the trace's
+    per-minute rates (FleetSettings() when None).
     Returns: SimResult. Latency = completion - arrival (wait for the batch, wait for an
     instance, cold start if any, model time); billing per invocation rounds
-    model time (+ INIT when cold and rules.bill_init) up at the plan's memory.
+    model time (+ INIT when cold and rules.bill_init) up at the plan's memory. Cost is end to
+    end, each buffer on its dispatch mode's request path (optimizer/platform/plan_cost.py).
     """
     rules = rules or LambdaRules()
     arrivals, lens = _validated(plan, arrivals_s, lengths, rules)
@@ -81,7 +85,8 @@ def simulate(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms
                                       lens.tolist(), routes.tolist(), launcher, service_ms,
                                       options, gears))
     run_events(events, arrivals_list)
-    result = _result(plan, arrivals, lens, routes, launcher, pricing, slo_ms, arch)
+    billing = RunBilling.for_arrivals(arrivals, pricing, arch, fleet)
+    result = _result(plan, arrivals, lens, routes, launcher, slo_ms, billing)
     return result if gears is None else replace(result, gear_of_request=events.gear_of)
 
 
@@ -98,7 +103,7 @@ def _validated(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray,
 
 
 def _result(plan: Plan, arrivals: np.ndarray, lens: np.ndarray, routes: np.ndarray,
-            launcher: Launcher, pricing: Pricing, slo_ms: float, arch: str) -> SimResult:
+            launcher: Launcher, slo_ms: float, billing: RunBilling) -> SimResult:
     order = np.asarray(launcher.order, dtype=np.int64)
     rows = launcher.rows
     cols = list(zip(*rows, strict=True)) if rows else [()] * 8
@@ -119,5 +124,16 @@ def _result(plan: Plan, arrivals: np.ndarray, lens: np.ndarray, routes: np.ndarr
                            "lost or served twice")
     latency_ms = (log.end_s[batch_of_request] - arrivals) * 1000.0
     names = tuple(spec.name for spec in plan.buffers)
-    metrics = plan_metrics(log, latency_ms, routes, names, pricing, slo_ms, arch)
+    metrics = plan_metrics(log, latency_ms, routes, names, slo_ms, billing, plan_paths(plan))
     return SimResult(metrics, latency_ms, batch_of_request, log, names)
+
+
+def repriced(result: SimResult, slo_ms: float, billing: RunBilling,
+             path: RequestPath) -> SimResult:
+    """The same run with every buffer priced on `path` (e.g. the plain_lambda baseline: the
+    no-batching run's invocations and cold starts, behind the HTTP API with no dispatcher)."""
+    request_buffer = result.batches.buffer[result.batch_of_request]
+    paths = (RequestPath(path),) * len(result.buffer_names)
+    metrics = plan_metrics(result.batches, result.latency_ms, request_buffer,
+                           result.buffer_names, slo_ms, billing, paths)
+    return replace(result, metrics=metrics)

@@ -8,6 +8,7 @@ import numpy as np
 
 from buffers.types import ServiceTime
 from optimizer.platform.lambda_rules import LambdaRules
+from optimizer.platform.plan_cost import FleetSettings
 from optimizer.platform.pricing import Pricing
 
 
@@ -20,3 +21,4 @@ class SimInputs:
     service_ms: ServiceTime
     pricing: Pricing
     rules: LambdaRules | None = None
+    fleet: FleetSettings | None = None  # the dispatcher's scaling (FleetSettings() when None)
