@@ -45,7 +45,8 @@ def test_deploy_dry_run_prints_exactly_the_sam_commands(tmp_path: Path,
                                                         capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "render"
     assert mbs("deploy", "--plan", "default", "--stack-name", "mbs-test", "--out", str(out),
-               "--region", "eu-west-1", "--sam", "/opt/sam/bin/sam", "--dry-run") == 0
+               "--region", "eu-west-1", "--sam", "/opt/sam/bin/sam", "--dry-run",
+               "--no-online") == 0
     lines = capsys.readouterr().out.splitlines()
     root = out.resolve()
     assert lines == [
@@ -56,6 +57,23 @@ def test_deploy_dry_run_prints_exactly_the_sam_commands(tmp_path: Path,
         f"--config-file {root}/samconfig.toml --stack-name mbs-test --region eu-west-1",
     ]
     assert (root / "template.yaml").exists()  # the dry run still renders
+
+
+def test_deploy_dry_run_builds_the_dispatcher_image_before_sam(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "render"
+    assert mbs("deploy", "--plan", "default", "--stack-name", "mbs-test", "--out", str(out),
+               "--region", "eu-west-1", "--sam", "/opt/sam/bin/sam", "--dry-run") == 0
+    lines = capsys.readouterr().out.splitlines()
+    # the image is built and pushed first (printed, not run), then sam deploys a stack whose
+    # parameters name that image, so the online path's resources are in it
+    docker = [i for i, line in enumerate(lines) if line.startswith("$ docker ")]
+    sam = [i for i, line in enumerate(lines) if line.startswith("$ /opt/sam/bin/sam ")]
+    assert docker and sam and max(docker) < min(sam)
+    assert any(" push " in lines[i] for i in docker)
+    samconfig = (out / "samconfig.toml").read_text()
+    assert "DispatcherImageRepository=mbs-test-dispatcher" in samconfig.replace('\\"', "")
+    assert "DispatcherImageTag=" in samconfig
 
 
 def test_run_sam_runs_what_it_prints_and_stops_at_a_failure(tmp_path: Path) -> None:

@@ -27,8 +27,8 @@ from infra.aws.smoke import (
     SMOKE_TEXTS,
     SmokeError,
     endpoint_of,
+    format_smoke,
     region_of,
-    render,
     run_smoke,
 )
 
@@ -99,16 +99,17 @@ class EmbeddingsHandler(BaseHTTPRequestHandler):
         self.seen.append(request)
         if any("reject" in t for t in texts):
             return self._error(400, "input 0 is rejected", "invalid_request_error")
-        data = []
+        data, extras = [], []
         for i, text in enumerate(texts):
             name, length = _buffer(text)
             vector = [1.0 / math.sqrt(384)] * 384
-            data.append({"object": "embedding", "index": i, "embedding": vector,
-                         "mbs": {"buffer": name, "batch_size": 2, "padded_length": length,
-                                 "queue_wait_ms": 12.5}})
+            data.append({"object": "embedding", "index": i, "embedding": vector})
+            extras.append({"index": i, "buffer": name, "batch_size": 2, "padded_length": length,
+                           "queue_wait_ms": 12.5})
         tokens = sum(len(t.split()) for t in texts)
         self._send(200, {"object": "list", "data": data, "model": request.get("model"),
-                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                         "mbs": {"inputs": extras}})
 
 
 @pytest.fixture
@@ -148,7 +149,7 @@ def test_iam_calls_are_sigv4_signed_and_report_every_buffer(
     assert report.buffers["xlong"].padded_lengths == [256] * 4  # truncated, as the model does
     as_json = json.loads(json.dumps(report.to_dict()))
     assert as_json["ok"] is True and set(as_json["latency_ms"]) == {"p50", "p99", "max"}
-    text = render(report)
+    text = format_smoke(report)
     assert "10/10 calls answered 200" in text and "xlong" in text
 
 
@@ -183,7 +184,7 @@ def test_a_rejected_input_fails_the_run(server: tuple[str, type[EmbeddingsHandle
     report = run_smoke(url, auth="none", rounds=1, concurrency=1)
     assert not report.ok
     assert [c.status for c in report.calls] == [200, 400, 400]
-    assert "input 0 is rejected" in render(report)
+    assert "input 0 is rejected" in format_smoke(report)
 
 
 def test_urls_and_regions() -> None:
@@ -198,3 +199,30 @@ def test_urls_and_regions() -> None:
         endpoint_of("abc123.execute-api.us-west-2.amazonaws.com")
     with pytest.raises(SmokeError, match="auth must be one of"):
         run_smoke(api, auth="basic")
+
+
+def test_smoke_reads_the_real_services_answers() -> None:
+    from infra.dispatcher.app import create_app
+    from infra.dispatcher.server import BackgroundServer
+
+    # GIVEN the online service itself (stand-in model, no auth: the local contract)
+    with BackgroundServer(create_app(load_plan(default_plan_path()), model="stand-in")) as srv:
+        report = run_smoke(f"{srv.url}/v1/embeddings", auth="none", rounds=1, concurrency=2,
+                           model="stand-in")
+    # THEN every call answers and each of the default plan's four buffers reports its batches
+    assert report.ok, format_smoke(report)
+    assert sorted(report.buffers) == ["long", "medium", "short", "xlong"]
+    assert all(f.batch_sizes and f.padded_lengths for f in report.buffers.values())
+
+
+def test_mbs_smoke_prints_json_and_exits_0_when_every_call_answers(
+        capsys: pytest.CaptureFixture) -> None:
+    from infra.cli.main import main
+    from infra.dispatcher.app import create_app
+    from infra.dispatcher.server import BackgroundServer
+
+    with BackgroundServer(create_app(load_plan(default_plan_path()), model="stand-in")) as srv:
+        code = main(["smoke", "--url", srv.url, "--auth", "none", "--rounds", "1",
+                     "--model", "stand-in", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["ok"] and len(report["calls"]) == len(SMOKE_TEXTS) + 1

@@ -23,7 +23,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 EMBEDDINGS_PATH = "/v1/embeddings"
-EXTRAS_KEY = "mbs"  # per item: {"buffer", "batch_size", "padded_length", "queue_wait_ms"}
+# The dispatcher's figures sit beside OpenAI's fields, where its clients ignore them: the
+# response's "mbs" object holds "inputs", one entry per input with its buffer, batch size,
+# padded length and queue wait.
+EXTRAS_KEY = "mbs"
+SERVED_MODEL = "all-MiniLM-L6-v2"
 AUTH_MODES = ("iam", "jwt", "none")
 # One sentence repeated: 14, 50, 98 and 290 tokens with all-MiniLM-L6-v2's tokenizer (the last
 # truncated to 256), one text for each of the default plan's buffers (1-32, 33-64, 65-128,
@@ -142,14 +146,17 @@ def _check(payload: Any, texts: list[str]) -> list[dict[str, Any]]:
         if not vector or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
                                  for x in vector):
             raise ValueError(f"input {item['index']}: the embedding is not a list of floats")
-    return [item.get(EXTRAS_KEY) or {} for item in data]
+    extras = (payload.get(EXTRAS_KEY) or {}).get("inputs") or []
+    by_index = {entry.get("index"): entry for entry in extras}
+    return [by_index.get(item["index"], {}) for item in data]
 
 
 def call(endpoint: str, texts: list[str], auth: str, token: str | None = None,
-         region: str | None = None, timeout_s: float = 30.0) -> CallResult:
+         region: str | None = None, timeout_s: float = 30.0,
+         model: str = SERVED_MODEL) -> CallResult:
     """POST one request (a string, or a list when several texts) and time the round trip."""
     body = json.dumps({"input": texts[0] if len(texts) == 1 else texts,
-                       "model": "all-MiniLM-L6-v2"}).encode()
+                       "model": model}).encode()
     request = urllib.request.Request(endpoint, data=body, method="POST",
                                      headers=_headers(endpoint, body, auth, token, region))
     started = time.perf_counter()
@@ -184,7 +191,8 @@ def _by_buffer(calls: list[CallResult]) -> dict[str, BufferFigures]:
 
 
 def run_smoke(url: str, auth: str = "iam", token: str | None = None, region: str | None = None,
-              rounds: int = 3, concurrency: int = 4, timeout_s: float = 30.0) -> SmokeReport:
+              rounds: int = 3, concurrency: int = 4, timeout_s: float = 30.0,
+              model: str = SERVED_MODEL) -> SmokeReport:
     """Send `rounds` x (each text alone, then all texts as one list), `concurrency` at a time.
 
     Parameters
@@ -208,7 +216,7 @@ def run_smoke(url: str, auth: str = "iam", token: str | None = None, region: str
     work = [texts for _ in range(rounds) for texts in batches]
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         calls = list(pool.map(lambda texts: call(endpoint, texts, auth, token, region,
-                                                 timeout_s), work))
+                                                 timeout_s, model), work))
     return SmokeReport(endpoint=endpoint, calls=calls, buffers=_by_buffer(calls))
 
 
@@ -218,7 +226,7 @@ def _summary(values: list[float]) -> str:
     return f"{min(values):g}/{statistics.mean(values):.1f}/{max(values):g}"
 
 
-def render(report: SmokeReport) -> str:
+def format_smoke(report: SmokeReport) -> str:
     """The report as text: calls and latency, then one line per buffer."""
     ok = sum(1 for c in report.calls if c.error is None)
     lines = [f"POST {report.endpoint}: {ok}/{len(report.calls)} calls answered 200"]

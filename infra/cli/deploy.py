@@ -27,6 +27,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                         help="print the commands, run nothing")
     parser.add_argument("--apply", action="store_true",
                         help="apply a changed plan in place via the Lambda and SQS APIs")
+    parser.add_argument("--no-online", dest="online", action="store_false",
+                        help="deploy the bulk path only: no dispatcher image, no Fargate "
+                        "service (nothing billed by the hour)")
+    parser.add_argument("--docker", default="docker", metavar="PATH",
+                        help="docker CLI that builds and pushes the dispatcher image "
+                        "(default: docker on PATH)")
     return parser
 
 
@@ -51,6 +57,25 @@ def _apply(args: argparse.Namespace, plan: Any) -> int:
     return 0
 
 
+def _with_dispatcher_image(args: argparse.Namespace, plan: Any, out: Path, params: Any,
+                           options: RenderOptions, rendered: Any) -> Any:
+    """Build and push the dispatcher image (ECR), then render the stack with it: the online
+    path's resources exist only when the stack is given an image."""
+    from dataclasses import replace
+
+    import boto3
+
+    from infra.aws.image import push_dispatcher_image
+    from infra.aws.render import render_template
+
+    ecr = boto3.session.Session(region_name=args.region).client("ecr")
+    image = push_dispatcher_image(rendered, args.stack_name, ecr, dry_run=args.dry_run,
+                                  docker=args.docker)
+    params = replace(params, dispatcher_image_repository=image.repository,
+                     dispatcher_image_tag=image.tag)
+    return render_template(plan, out, params, options, stage=False)
+
+
 def run(args: argparse.Namespace) -> int:
     """Render and run sam (printing each command), or apply the plan in place with --apply."""
     from infra.aws.deploy import SamNotFound, find_sam, run_sam, sam_commands
@@ -60,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
     if args.apply:
         return _apply(args, plan)
     out = Path(args.out) if args.out else DEFAULT_OUT / args.stack_name
-    rendered = render_template(plan, out, deploy_params(args), RenderOptions(args.infer_timeout_s))
+    params, options = deploy_params(args), RenderOptions(args.infer_timeout_s)
+    rendered = render_template(plan, out, params, options)
+    if args.online:
+        rendered = _with_dispatcher_image(args, plan, out, params, options, rendered)
     try:
         sam = find_sam(args.sam)
     except SamNotFound:

@@ -23,10 +23,11 @@ from infra.cli import (
     replay,
     serve,
     simulate,
+    smoke,
 )
 
-COMMANDS = (serve, replay, demo, audit, plan, profile, simulate, render, deploy, compare,
-            optimize)
+COMMANDS = (serve, replay, demo, audit, plan, profile, simulate, render, deploy, smoke,
+            compare, optimize)
 
 
 def build_parser() -> argparse.ArgumentParser:
