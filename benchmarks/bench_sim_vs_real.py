@@ -1,14 +1,15 @@
-"""The simulator against a real run: the same trace slice served by the local stack (measured)
-and replayed by the simulator with this machine's measured service times (modelled).
+"""The simulator against a real run: the same trace slice served locally (measured) and
+replayed by the simulator with this machine's measured service times (modelled).
 
-Measured side: `mbs serve`'s stack in-process, `mbs replay`'s client, the real model on this
-CPU. Simulated side: optimizer.sim.engine with the CPU profile's predict_ms (this machine, not
+Measured side: `mbs serve`'s service in-process (infra/local/serving.py), `mbs replay`'s client
+through the online path (POST /v1/embeddings, the default; --path bulk for the async one), the
+real model on this CPU. Simulated side: optimizer.sim.engine with the CPU profile's predict_ms (this machine, not
 Lambda), no cold starts (the local stack loads the model before serving), and the local stack's
 one-forward-pass-at-a-time rule approximated by max_concurrency 2 per buffer (the minimum a plan
 allows; the lock makes the whole stack run one batch at a time, so the simulator is optimistic
 under load). Writes benchmarks/results/sim_vs_real.json.
 
-    .venv/bin/python benchmarks/bench_sim_vs_real.py [--start 600] [--duration 90]
+    .venv/bin/python benchmarks/bench_sim_vs_real.py [--start 600] [--duration 90] [--path P]
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from buffers.plan import default_plan_path, load_plan, plan_from_dict  # noqa: E402
 from infra.client.replay import replay  # noqa: E402
-from infra.local.stack import LocalStack  # noqa: E402
+from infra.local.serving import LocalService  # noqa: E402
 from optimizer.platform.lambda_rules import LambdaRules  # noqa: E402
 from optimizer.platform.latency_model import load_profile  # noqa: E402
 from optimizer.platform.pricing import Pricing  # noqa: E402
@@ -69,16 +70,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--start", type=float, default=600.0)
     parser.add_argument("--duration", type=float, default=90.0)
+    parser.add_argument("--path", choices=["online", "bulk"], default="online")
     args = parser.parse_args()
     spec = WorkloadSpec(preset="azure-code", start_s=args.start, duration_s=args.duration)
     workload = build_workload(spec)
     plan = load_plan(default_plan_path())
     _, model = load_profile()
-    with LocalStack(plan) as stack:
-        measured = _measured(replay(stack.url, workload, progress=False))
+    with LocalService(plan) as service:
+        measured = _measured(replay(service.url, workload, progress=False, path=args.path))
     simulated = _simulated(plan, workload, model)
     out = {"workload": spec.describe(), "plan": plan.name, "requests": workload.count,
-           "measured": {"kind": "measured: local stack, real model, this machine", **measured},
+           "path": args.path,
+           "measured": {"kind": f"measured: the {args.path} path served locally, real model, "
+                                "this machine", **measured},
            "simulated": {"kind": "modelled: simulator with this machine's profile", **simulated}}
     print(json.dumps(out, indent=2))
     OUT.parent.mkdir(parents=True, exist_ok=True)
