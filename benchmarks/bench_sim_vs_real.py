@@ -4,9 +4,9 @@ replayed by the simulator with this machine's measured service times (modelled).
 Measured side: `mbs serve`'s service in-process (infra/local/serving.py), `mbs replay`'s client
 through the online path (POST /v1/embeddings, the default; --path bulk for the async one), the
 real model on this CPU. Simulated side: optimizer.sim.engine with the CPU profile's predict_ms
-(this machine, not Lambda), no cold starts (the local stack loads the model before serving), and the local stack's
-one-forward-pass-at-a-time rule approximated by max_concurrency 2 per buffer (the minimum a plan
-allows; the lock makes the whole stack run one batch at a time, so the simulator is optimistic
+(this machine, not Lambda), no cold starts (the local service loads the model before serving),
+and its one-forward-pass-at-a-time rule approximated by max_concurrency 2 per buffer (the
+minimum a plan allows; the lock makes the whole stack run one batch at a time, so the simulator is optimistic
 under load). Writes benchmarks/results/sim_vs_real.json.
 
     .venv/bin/python benchmarks/bench_sim_vs_real.py [--start 600] [--duration 90] [--path P]
