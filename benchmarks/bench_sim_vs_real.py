@@ -6,8 +6,8 @@ through the online path (POST /v1/embeddings, the default; --path bulk for the a
 real model on this CPU. Simulated side: optimizer.sim.engine with the CPU profile's predict_ms
 (this machine, not Lambda), no cold starts (the local service loads the model before serving),
 and its one-forward-pass-at-a-time rule approximated by max_concurrency 2 per buffer (the
-minimum a plan allows; the lock makes the whole stack run one batch at a time, so the simulator is optimistic
-under load). Writes benchmarks/results/sim_vs_real.json.
+minimum a plan allows; the lock makes the whole process run one batch at a time, so the
+simulator is optimistic under load). Writes benchmarks/results/sim_vs_real.json.
 
     .venv/bin/python benchmarks/bench_sim_vs_real.py [--start 600] [--duration 90] [--path P]
 """
