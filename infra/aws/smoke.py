@@ -4,8 +4,8 @@ Texts of four lengths go out as single inputs and as one list per round, several
 so that batches can form. Each call is signed as the stack's AuthMode wants: SigV4 for IAM
 (service execute-api, the caller's AWS credentials), a bearer token for JWT, nothing for NONE.
 The report gives the round-trip latency of the calls and, per buffer, the batch sizes, padded
-lengths and queue waits that the dispatcher returns beside each embedding (`data[i].mbs`, which
-OpenAI clients ignore).
+lengths and queue waits that the dispatcher returns beside the embeddings (the response's
+`mbs.inputs`, which OpenAI clients ignore).
 """
 
 from __future__ import annotations
