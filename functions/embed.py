@@ -61,8 +61,8 @@ def parse_event(event: Any) -> tuple[list[str], str]:
 
 
 def model_id(embedder: Any) -> str:
-    """The name a reply reports: the stand-in never passes for the model."""
-    return STAND_IN_ID if embedder.device == STAND_IN_ID else MODEL_ID
+    """The name a reply reports: the stand-in never passes for the model; a directory's own."""
+    return STAND_IN_ID if embedder.device == STAND_IN_ID else getattr(embedder, "name", MODEL_ID)
 
 
 def embed_batch(event: Any, embedder: Any) -> EmbedResult:

@@ -8,31 +8,39 @@ from pathlib import Path
 import pytest
 
 from infra.cli.main import main
-from optimizer.platform.latency_model import DEFAULT_GPU_PROFILE, LatencyModel, load_profile
+from optimizer.platform.latency_model import (
+    DEFAULT_GPU_PROFILE,
+    GpuLatencyModel,
+    load_profile,
+    model_from_dict,
+)
 from optimizer.profiling.reference import ReferenceProfileError, profile_from_reference
 
 SHIPPED_REFERENCE = Path("optimizer/profiles/reference/minilm_h100_ms.json")
-# SYNTHETIC, not a measurement: a known t(B, L) whose coefficients the fit must recover.
-KNOWN = LatencyModel(device="cuda", threads=1, fixed_ms=3.0, per_item_ms=0.05,
-                     per_token_ms=2e-4, per_token_sq_ms=1e-6)
+# SYNTHETIC, not a measurement: a known t(B, L) in the GPU form (a launch-bound plateau, then
+# compute, plus transfers) whose coefficients the fit must recover.
+KNOWN = GpuLatencyModel(device="cuda", gpu_name="Example GPU", dtype="float16", launch_ms=3.0,
+                        per_token_ms=2e-4, per_token_sq_ms=1e-6, transfer_per_item_ms=5e-3)
 
 
 def _reference(dtype: str = "float16") -> dict:
     grid = {f"{dtype}:{b}x{n}": KNOWN.predict_ms(b, n)
-            for b in (1, 4, 16, 64) for n in (16, 64, 256)}
+            for b in (1, 4, 16, 64, 256) for n in (16, 64, 256)}
     grid["float32:1x16"] = 99.0  # another dtype's entry is ignored
     return {"device": "Example GPU", "torch": "x", "grid": grid}
 
 
 def test_the_fit_recovers_a_known_model_from_one_dtype() -> None:
     profile = profile_from_reference(_reference(), source="ref.json", dtype="float16")
-    model = LatencyModel.from_dict(profile["latency_model"])
-    assert model.is_gpu
-    for b, n in ((2, 32), (8, 128), (32, 200)):
+    model = model_from_dict(profile["latency_model"])
+    assert model.is_gpu and isinstance(model, GpuLatencyModel)
+    for b, n in ((2, 32), (8, 128), (32, 200), (200, 100)):
         assert model.predict_ms(b, n) == pytest.approx(KNOWN.predict_ms(b, n), rel=1e-6)
     assert profile["fit"]["max_rel_err"] < 1e-6
     assert profile["source"]["file"] == "ref.json"
-    assert len(profile["grid"]) == 12 and profile["device_name"] == "Example GPU"
+    assert len(profile["grid"]) == 15 and profile["device_name"] == "Example GPU"
+    assert profile["estimate"] == model.estimate
+    assert "not by `mbs profile`" in model.estimate
 
 
 @pytest.mark.parametrize(("reference", "message"), [

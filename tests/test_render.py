@@ -176,6 +176,7 @@ UNSET_ON_AWS = {
     "MBS_RESULT_TTL_S": "the default, 7 days, is the table's TTL",
     "MBS_MAX_QUEUE_DEPTH": "the default backpressure limit, 10,000 waiting requests",
     "MBS_DEVICE": "auto: CPU on Lambda",
+    "MBS_TORCH_DTYPE": "the default, float32: half precision is for a GPU function only",
     "MBS_FAIL_MODEL_LOAD": "fault injection for tests; never on AWS",
     "MBS_FAULTS": "fault injection for tests; never on AWS",
     "MBS_STANDIN_MODEL": "a hash stand-in for load tests of the system; never on AWS",

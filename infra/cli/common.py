@@ -10,7 +10,7 @@ from typing import Any
 
 from buffers.plan import Plan, default_plan_path, load_plan
 from optimizer.workload.traces import DEFAULT_PRESET, TRACE_PRESETS
-from optimizer.workload.workloads import WorkloadSpec
+from optimizer.workload.workloads import RateMode, WorkloadSpec
 
 DEFAULT_SLO_MS = 1000.0
 DEFAULT_PERCENTILE = 99.0
@@ -50,8 +50,17 @@ def add_workload_flags(parser: argparse.ArgumentParser, duration: float | None) 
     group.add_argument("--duration", type=float, default=duration, metavar="S",
                        help="length of the trace window, seconds (default: %(default)s)")
     group.add_argument("--rate-scale", type=float, default=1.0, metavar="X",
-                       help="multiply the arrival rate by X (default 1)")
-    group.add_argument("--seed", type=int, default=0, help="seed for text sampling (default 0)")
+                       help="multiply the arrival rate by X (default 1), as --rate-mode says")
+    group.add_argument("--rate-mode", choices=[m.value for m in RateMode],
+                       default=RateMode.COMPRESS.value,
+                       help="compress (default): divide arrival times by X, so the window "
+                            "lasts 1/X as long; superpose: lay X copies of the window over "
+                            "itself, each shifted by a seeded random offset (wrapping around), "
+                            "so the rate grows X-fold while the bursts and the duration stay "
+                            "(what fleets that scale in minutes need). A fractional X adds one "
+                            "more copy thinned to that fraction; X must be >= 1")
+    group.add_argument("--seed", type=int, default=0,
+                       help="seed for text sampling and the superposed offsets (default 0)")
 
 
 def workload_spec(args: argparse.Namespace) -> WorkloadSpec:
@@ -59,7 +68,8 @@ def workload_spec(args: argparse.Namespace) -> WorkloadSpec:
     return WorkloadSpec(
         preset=None if args.trace else (args.workload or DEFAULT_PRESET),
         trace_csv=args.trace, texts_file=args.texts, start_s=args.start,
-        duration_s=args.duration, rate_scale=args.rate_scale, seed=args.seed)
+        duration_s=args.duration, rate_scale=args.rate_scale, seed=args.seed,
+        rate_mode=args.rate_mode)
 
 
 def add_slo_flag(parser: argparse.ArgumentParser,

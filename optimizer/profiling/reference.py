@@ -1,11 +1,13 @@
 """A GPU latency profile built from a reference timing file, where no GPU was lent to measure one.
 
-The reference (shared/reference/minilm_h100_ms.json) holds one mean forward-pass time per
-"dtype:BxL" key, measured by the project's reference run on an NVIDIA H100 with an encoder
-shaped like all-MiniLM-L6-v2 (random weights: the same timing). This module turns the entries
-of one dtype into the profile schema `load_profile` reads, fits t(B, L) to them, and records
-where they came from: the figures are measured, but not by `mbs profile`, and a single mean per
-point (no p10/p90) is all the reference gives.
+The reference (optimizer/profiles/reference/minilm_h100_ms.json) holds one mean forward-pass
+time per "dtype:BxL" key, measured by the project's reference run on an NVIDIA H100 with an
+encoder shaped like all-MiniLM-L6-v2 (random weights: the same timing). This module turns the
+entries of one dtype into the profile schema `load_profile` reads, fits the GPU form
+max(launch, compute) + transfer to them (optimizer/profiling/gpu_fit.py), and records where
+they came from: the figures are measured, but by the reference run, not by `mbs profile`, and a
+single mean per point (no p10/p90) is all the reference gives. So the profile, and the model in
+it, carry an `estimate` label that says so.
 
 Pure: dict in, dict out; `mbs profile --from-reference FILE` does the reading and writing.
 """
@@ -15,7 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from optimizer.platform.latency_model import GridPoint, fit_latency_model, fit_quality
+from optimizer.platform.latency_model import GPU_COEFFICIENTS, GridPoint, fit_quality
+from optimizer.profiling.gpu_fit import fit_gpu_model
 
 
 class ReferenceProfileError(ValueError):
@@ -44,16 +47,21 @@ def profile_from_reference(reference: dict[str, Any], *, source: str,
     if not isinstance(reference.get("grid"), dict):
         raise ReferenceProfileError(f"{source}: no 'grid' object of 'dtype:BxL' -> ms")
     points = _points(reference["grid"], dtype)
-    if len(points) < 4:
+    if len(points) < len(GPU_COEFFICIENTS):
         found = sorted({k.partition(":")[0] for k in reference["grid"]})
         raise ReferenceProfileError(f"{source}: {len(points)} grid points of dtype {dtype!r}; "
-                                    f"need >= 4 (dtypes present: {found})")
-    model = fit_latency_model(points, device="cuda", threads=1)
+                                    f"need >= {len(GPU_COEFFICIENTS)} (dtypes present: {found})")
+    gpu_name = str(reference.get("device", "unknown GPU"))
+    estimate = (f"timings measured by the reference run on {gpu_name} ({source}), "
+                "not by `mbs profile`; one mean per point")
+    model = fit_gpu_model(points, device="cuda", gpu_name=gpu_name, dtype=dtype,
+                          estimate=estimate)
     return {
-        "schema": 1,
+        "schema": 2,
         "model": f"{reference.get('model', 'all-MiniLM-L6-v2')}, {dtype}",
-        "device": "cuda", "device_name": str(reference.get("device", "unknown GPU")),
+        "device": "cuda", "device_name": gpu_name,
         "torch": str(reference.get("torch", "unknown")), "threads": 1,
+        "function_dtype": dtype, "estimate": estimate,
         "source": {"file": source, "unit": reference.get("unit"),
                    "note": "measured by the reference run, not by `mbs profile`: one mean per "
                            "point, so p10 and p90 repeat it"},

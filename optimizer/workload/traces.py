@@ -96,6 +96,39 @@ class Trace:
             raise ValueError(f"trace {self.source}: rate_scale {rate_scale!r} must be > 0")
         return Trace(self.arrivals_s / rate_scale, self.lengths, f"{self.source}x{rate_scale:g}")
 
+    def superposed(self, copies: float, rng: np.random.Generator,
+                   period_s: float | None = None) -> Trace:
+        """`copies` time-shifted copies of this trace over its own span: the rate grows,
+        the bursts and the duration stay.
+
+        Copy 0 is the trace itself; each further copy is shifted by an offset drawn uniformly
+        from [0, period_s) and wrapped around the period (default: the trace's span), so every
+        copy keeps its bursts and gaps and all arrivals stay in the same window. A fractional
+        part f of `copies` adds one more shifted copy thinned to a fraction f of its arrivals
+        (each kept with probability f), so the expected count is copies x count. Lengths travel
+        with their arrivals.
+        """
+        if not (math.isfinite(copies) and copies >= 1):
+            raise ValueError(f"trace {self.source}: superpose copies {copies!r} must be >= 1")
+        period = self.duration_s if period_s is None else period_s
+        if not (math.isfinite(period) and period > 0):
+            raise ValueError(f"trace {self.source}: superpose period_s {period!r} must be > 0 "
+                             "(a trace of one instant has no span to shift over)")
+        whole, fraction = int(copies), copies - int(copies)
+        offsets = rng.uniform(0.0, period, size=whole)
+        offsets[0] = 0.0  # copy 0 stays as it is: its last arrival ends the window
+        shifted = np.mod(self.arrivals_s[None, :] + offsets[1:, None], period)
+        parts, picks = [self.arrivals_s, shifted.ravel()], [np.tile(np.arange(self.count), whole)]
+        if fraction > 0:
+            offset, kept = rng.uniform(0.0, period), np.flatnonzero(rng.random(self.count)
+                                                                    < fraction)
+            parts.append(np.mod(self.arrivals_s[kept] + offset, period))
+            picks.append(kept)
+        arrivals = np.concatenate(parts)
+        order = np.argsort(arrivals, kind="stable")
+        lengths = None if self.lengths is None else self.lengths[np.concatenate(picks)][order]
+        return Trace(arrivals[order], lengths, f"{self.source}+{copies:g}x superposed")
+
     def head(self, n: int) -> Trace:
         """The first n arrivals."""
         if n < 0:
