@@ -26,10 +26,25 @@ MIN_CONCURRENCY, MAX_CONCURRENCY = 2, 1_000
 BUFFER_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,40}")
 # A Lambda invocation payload is at most 6 MB; 1,024 texts of <=4 KiB each stay well inside.
 MAX_DISPATCHER_BATCH = 1_024
+# The gpu backend's fleet (Lambda Managed Instances). "It launches three [instances] by default
+# for AZ resiliency" (Lambda developer guide, "Scaling Lambda Managed Instances"), so a plan's
+# floor defaults to three. The ceiling is bounded by FunctionScalingConfig's
+# MaxExecutionEnvironments, at most 15,000 (CloudFormation, AWS::Lambda::Function), with one
+# execution environment per GPU instance (infra/aws/template/gpu.py).
+DEFAULT_MIN_INSTANCES = 3
+MAX_FLEET_INSTANCES = 15_000
+# An EC2 instance type is "family.size", e.g. g6.xlarge; which types the template can deploy is
+# the renderer's catalog (infra/aws/template/gpu.py), not the plan's.
+INSTANCE_TYPE_PATTERN = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
 
 
 class PlanError(ValueError):
     """A plan file or dict that does not describe a valid plan; the message names the field."""
+
+
+class BackendType(StrEnum):
+    LAMBDA = "lambda"  # CPU Lambda functions, billed per GB-second
+    GPU = "gpu"  # a GPU-backed function on Lambda Managed Instances, billed per instance-second
 
 
 class DispatchMode(StrEnum):
@@ -69,8 +84,18 @@ class Plan:
     policy: str = "size_timeout"
     version: int = PLAN_VERSION
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    # Where the infer function runs, and for gpu the fleet: its instance type and bounds.
+    backend: BackendType = BackendType.LAMBDA
+    instance_type: str | None = None
+    min_instances: int = DEFAULT_MIN_INSTANCES
+    max_instances: int | None = None
 
     def __post_init__(self) -> None:
+        try:  # a plain "gpu" is accepted where BackendType.GPU is meant
+            object.__setattr__(self, "backend", BackendType(self.backend))
+        except ValueError:
+            valid = [b.value for b in BackendType]
+            raise PlanError(f"backend must be one of {valid}, got {self.backend!r}") from None
         _validate_plan(self)
 
     def buffer(self, name: str) -> BufferSpec:
@@ -80,14 +105,19 @@ class Plan:
         raise KeyError(f"plan {self.name!r} has no buffer {name!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "version": self.version,
             "name": self.name,
             "max_length": self.max_length,
             "policy": self.policy,
-            "buffers": [_spec_to_dict(s) for s in self.buffers],
-            "meta": self.meta,
         }
+        # Lambda plans leave the gpu fields out, so their JSON stays as it was before them.
+        if self.backend is BackendType.GPU:
+            out.update(backend=self.backend.value, instance_type=self.instance_type,
+                       min_instances=self.min_instances, max_instances=self.max_instances)
+        out["buffers"] = [_spec_to_dict(s) for s in self.buffers]
+        out["meta"] = self.meta
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
@@ -111,7 +141,8 @@ _BUFFER_FIELDS = {
     "max_batch_tokens": (int, type(None)),
 }
 _REQUIRED_BUFFER_FIELDS = ("min_length", "max_length", "max_batch_size", "timeout_ms", "memory_mb")
-_PLAN_FIELDS = {"version", "name", "max_length", "policy", "buffers", "meta"}
+_PLAN_FIELDS = {"version", "name", "max_length", "policy", "buffers", "meta", "backend",
+                "instance_type", "min_instances", "max_instances"}
 
 
 def _typed(where: str, value: Any, expected: type | tuple[type, ...]) -> Any:
@@ -168,7 +199,25 @@ def plan_from_dict(raw: Any) -> Plan:
         policy=_typed("policy", raw.get("policy", "size_timeout"), str),
         version=version,
         meta=meta,
+        **_fleet_from_dict(raw),
     )
+
+
+def _fleet_from_dict(raw: dict[str, Any]) -> dict[str, Any]:
+    """The backend and fleet fields, typed; their combination is checked by _validate_fleet."""
+    backend = _typed("backend", raw.get("backend", BackendType.LAMBDA.value), str)
+    try:
+        kind = BackendType(backend)
+    except ValueError:
+        valid = [b.value for b in BackendType]
+        raise PlanError(f"backend must be one of {valid}, got {backend!r}") from None
+    return {
+        "backend": kind,
+        "instance_type": _typed("instance_type", raw.get("instance_type"), (str, type(None))),
+        "min_instances": _typed("min_instances",
+                                raw.get("min_instances", DEFAULT_MIN_INSTANCES), int),
+        "max_instances": _typed("max_instances", raw.get("max_instances"), (int, type(None))),
+    }
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -231,6 +280,39 @@ def _validate_plan(plan: Plan) -> None:
             f"buffers[{len(plan.buffers) - 1}].max_length must equal the plan's max_length "
             f"{plan.max_length}, got {expected_min - 1}"
         )
+    _validate_fleet(plan)
+
+
+def _validate_fleet(plan: Plan) -> None:
+    """Lambda plans carry no fleet; gpu plans name an instance type and the fleet's bounds."""
+    if plan.backend is BackendType.LAMBDA:
+        _validate_no_fleet(plan)
+        return
+    if plan.instance_type is None:
+        raise PlanError("instance_type is required when backend is 'gpu' (an EC2 GPU "
+                        "instance type such as 'g6.xlarge'), got None")
+    if not INSTANCE_TYPE_PATTERN.fullmatch(plan.instance_type):
+        raise PlanError(f"instance_type must be an EC2 instance type such as 'g6.xlarge', "
+                        f"got {plan.instance_type!r}")
+    if plan.max_instances is None:
+        raise PlanError("max_instances is required when backend is 'gpu' (the fleet's "
+                        "ceiling), got None")
+    if not 1 <= plan.min_instances <= MAX_FLEET_INSTANCES:
+        raise PlanError(f"min_instances must be in 1..{MAX_FLEET_INSTANCES}, "
+                        f"got {plan.min_instances}")
+    if not plan.min_instances <= plan.max_instances <= MAX_FLEET_INSTANCES:
+        raise PlanError(f"max_instances must be in min_instances {plan.min_instances}.."
+                        f"{MAX_FLEET_INSTANCES}, got {plan.max_instances}")
+
+
+def _validate_no_fleet(plan: Plan) -> None:
+    for field_name, value, default in (("instance_type", plan.instance_type, None),
+                                       ("min_instances", plan.min_instances,
+                                        DEFAULT_MIN_INSTANCES),
+                                       ("max_instances", plan.max_instances, None)):
+        if value != default:
+            raise PlanError(f"{field_name} applies to backend 'gpu' only; backend is 'lambda', "
+                            f"got {value!r}")
 
 
 def _validate_buffer(where: str, spec: BufferSpec) -> None:

@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 
 from buffers.plan import (
+    DEFAULT_MIN_INSTANCES,
+    MAX_FLEET_INSTANCES,
     MODEL_MAX_LENGTH,
+    BackendType,
     BufferSpec,
     DispatchMode,
     Plan,
@@ -19,7 +22,7 @@ from buffers.plan import (
     save_plan,
 )
 
-SHIPPED = ("default", "batch", "managed")
+SHIPPED = ("default", "batch", "managed", "gpu")
 
 
 def two_buffer_plan() -> dict[str, Any]:
@@ -58,6 +61,20 @@ def test_shipped_default_plan_has_four_dispatcher_buffers():
     plan = load_plan(default_plan_path())
     assert [b.name for b in plan.buffers] == ["short", "medium", "long", "xlong"]
     assert {b.dispatch_mode for b in plan.buffers} == {DispatchMode.DISPATCHER}
+
+
+def test_shipped_gpu_plan_names_its_fleet():
+    plan = load_plan(default_plan_path("gpu"))
+    assert plan.backend is BackendType.GPU
+    assert (plan.instance_type, plan.min_instances, plan.max_instances) == ("g6.xlarge", 3, 6)
+
+
+def test_shipped_lambda_plans_run_on_lambda_with_no_fleet():
+    for name in ("default", "batch", "managed"):
+        plan = load_plan(default_plan_path(name))
+        assert plan.backend is BackendType.LAMBDA
+        assert (plan.instance_type, plan.max_instances) == (None, None)
+        assert plan.min_instances == DEFAULT_MIN_INSTANCES == 3
 
 
 def test_shipped_managed_plan_is_managed():
@@ -301,3 +318,107 @@ def test_malformed_file_names_the_field(tmp_path):
     path.write_text(json.dumps(raw))
     with pytest.raises(PlanError, match=r"buffers\[0\].memory_mb"):
         load_plan(path)
+
+
+# ---- backend and fleet ---------------------------------------------------------------------
+
+
+def gpu_plan(**fields: Any) -> dict[str, Any]:
+    """two_buffer_plan() on the gpu backend: g6.xlarge, 3..6 instances, overridden by fields."""
+    raw = two_buffer_plan()
+    raw.update({"backend": "gpu", "instance_type": "g6.xlarge", "min_instances": 3,
+                "max_instances": 6, **fields})
+    return raw
+
+
+def test_lambda_plans_leave_the_fleet_fields_out_of_their_json():
+    # GIVEN a plan written before the backend fields existed
+    raw = two_buffer_plan()
+    # WHEN it is loaded and written again
+    plan = plan_from_dict(raw)
+    # THEN it runs on lambda and its JSON has the same keys as before: no backend or fleet
+    assert plan.backend is BackendType.LAMBDA
+    assert list(plan.to_dict()) == list(raw)
+
+
+def test_an_explicit_lambda_backend_reads_like_no_backend():
+    raw = two_buffer_plan()
+    raw["backend"] = "lambda"
+    assert plan_from_dict(raw) == plan_from_dict(two_buffer_plan())
+
+
+def test_gpu_plan_round_trips_with_its_fleet():
+    plan = plan_from_dict(gpu_plan())
+    assert (plan.backend, plan.instance_type, plan.min_instances, plan.max_instances) == (
+        BackendType.GPU, "g6.xlarge", 3, 6)
+    assert plan_from_dict(plan.to_dict()) == plan
+    assert list(plan.to_dict())[:8] == ["version", "name", "max_length", "policy", "backend",
+                                        "instance_type", "min_instances", "max_instances"]
+
+
+def test_gpu_fleet_floor_defaults_to_three_instances():
+    raw = gpu_plan()
+    del raw["min_instances"]
+    assert plan_from_dict(raw).min_instances == 3
+
+
+def test_a_fixed_fleet_is_allowed():
+    assert plan_from_dict(gpu_plan(min_instances=4, max_instances=4)).max_instances == 4
+
+
+def test_direct_construction_takes_the_backend_as_a_string():
+    buffers = plan_from_dict(two_buffer_plan()).buffers
+    plan = Plan(buffers=buffers, backend="gpu", instance_type="g5.xlarge", max_instances=3)
+    assert plan.backend is BackendType.GPU
+    with pytest.raises(PlanError, match=r"backend must be one of \['lambda', 'gpu'\], got 'tpu'"):
+        Plan(buffers=buffers, backend="tpu")
+
+
+def _drop(key: str) -> Callable[[dict[str, Any]], None]:
+    def mutate(raw: dict[str, Any]) -> None:
+        del raw[key]
+
+    return mutate
+
+
+FLEET_MALFORMED = [
+    # (id, the gpu plan's mutation, text the message must contain)
+    ("unknown-backend", _set("backend", "tpu"),
+     "backend must be one of ['lambda', 'gpu'], got 'tpu'"),
+    ("backend-not-str", _set("backend", 1), "backend must be str, got 1"),
+    ("no-instance-type", _drop("instance_type"),
+     "instance_type is required when backend is 'gpu'"),
+    ("malformed-instance-type", _set("instance_type", "G6 XLARGE"),
+     "instance_type must be an EC2 instance type such as 'g6.xlarge', got 'G6 XLARGE'"),
+    ("instance-type-not-str", _set("instance_type", 6), "instance_type must be str or NoneType"),
+    ("no-max", _drop("max_instances"), "max_instances is required when backend is 'gpu'"),
+    ("min-zero", _set("min_instances", 0), "min_instances must be in 1..15000, got 0"),
+    ("max-below-min", _set("max_instances", 2),
+     "max_instances must be in min_instances 3..15000, got 2"),
+    ("max-over-limit", _set("max_instances", MAX_FLEET_INSTANCES + 1),
+     f"max_instances must be in min_instances 3..15000, got {MAX_FLEET_INSTANCES + 1}"),
+    ("bool-for-min", _set("min_instances", True), "min_instances must be int, got True"),
+    ("str-for-max", _set("max_instances", "6"), "max_instances must be int or NoneType, got '6'"),
+    ("fleet-on-lambda", _set("backend", "lambda"),
+     "instance_type applies to backend 'gpu' only; backend is 'lambda', got 'g6.xlarge'"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "needle"), [(m, n) for _, m, n in FLEET_MALFORMED],
+                         ids=[i for i, _, _ in FLEET_MALFORMED])
+def test_malformed_fleet_raises_plan_error_naming_the_value(mutate, needle):
+    raw = gpu_plan()
+    plan_from_dict(raw)  # the base gpu plan is valid
+    mutate(raw)
+    with pytest.raises(PlanError) as err:
+        plan_from_dict(raw)
+    assert needle in str(err.value)
+
+
+@pytest.mark.parametrize(("field", "value"), [("min_instances", 5), ("max_instances", 9)])
+def test_fleet_bounds_on_a_lambda_plan_are_refused(field, value):
+    raw = two_buffer_plan()
+    raw[field] = value
+    with pytest.raises(PlanError, match=f"{field} applies to backend 'gpu' only; backend is "
+                                        f"'lambda', got {value}$"):
+        plan_from_dict(raw)

@@ -1,5 +1,6 @@
 """The IaC tools on the template and images: cfn-lint, `sam validate --lint`, checkov, `sam build`
-and hadolint on every Dockerfile.
+and hadolint on every Dockerfile. The gpu plan's template is linted with the repository's cfn-lint
+override spec, which teaches cfn-lint 1.58.0 the documented AcceleratorConfig (ARCHITECTURE.md).
 
 Marked `iac`: each runs a tool as a subprocess (seconds each; about a minute in all). `make test`
 installs aws-sam-cli and checkov into .venv/iac and sets MBS_REQUIRE_IAC_TOOLS=1, so there a
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from buffers.plan import Plan
+from infra.aws.cfn_lint import CFN_LINT_OVERRIDE_SPEC
 from infra.aws.render import REPO_ROOT, _Dumper, build_template, render_template
 from tests.test_render import shipped, varied_plan
 
@@ -51,21 +53,36 @@ def run(argv: list[str], cwd: Path, env: dict[str, str] | None = None
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The root template (default plan, 4 buffers) and renders of 1-, 2- and 4-buffer plans."""
+    """The root template (default plan, 4 buffers), renders of 1-, 2- and 4-buffer plans, and
+    the gpu plan's (with its .cfnlintrc.yaml and override spec beside it)."""
     out = {"default": REPO_ROOT / "template.yaml"}
     for name, plan in (("batch", shipped("batch")), ("managed", shipped("managed")),
-                       ("varied", varied_plan())):
+                       ("varied", varied_plan()), ("gpu", shipped("gpu"))):
         out[name] = render_template(plan, tmp_path_factory.mktemp(name), stage=False).template
     return out
 
 
 def test_cfn_lint_is_clean_including_informational_rules(rendered: dict[str, Path]) -> None:
-    result = run([tool("cfn-lint"), "--include-checks", "I", "--",
-                  *map(str, rendered.values())], REPO_ROOT)
+    result = run([tool("cfn-lint"), "--include-checks", "I", "--override-spec",
+                  str(CFN_LINT_OVERRIDE_SPEC), "--", *map(str, rendered.values())], REPO_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("name", ["default", "batch"])
+def test_the_override_spec_hides_nothing_but_accelerator_config(
+        rendered: dict[str, Path]) -> None:
+    # WHEN cfn-lint reads the gpu template without the override spec
+    result = run([tool("cfn-lint"), "--include-checks", "I", "--format", "json", "--",
+                  str(rendered["gpu"])], REPO_ROOT)
+    matches = json.loads(result.stdout)
+    # THEN its only finding is the property its schema lacks. Once a cfn-lint knows
+    # AcceleratorConfig this fails: delete the override spec (ARCHITECTURE.md says so).
+    assert matches, ("this cfn-lint knows AcceleratorConfig: delete "
+                     "infra/aws/cfnlint/override-spec.json and the .cfnlintrc.yaml render")
+    assert {(m["Rule"]["Id"], m["Message"].split("(")[-1]) for m in matches} == {
+        ("E3002", "'AcceleratorConfig' was unexpected)")}, matches
+
+
+@pytest.mark.parametrize("name", ["default", "batch", "gpu"])
 def test_sam_validate_lint(rendered: dict[str, Path], name: str) -> None:
     template = rendered[name]
     result = run([tool("sam"), "validate", "--lint", "--template-file", str(template)],
@@ -76,7 +93,7 @@ def test_sam_validate_lint(rendered: dict[str, Path], name: str) -> None:
 
 def test_checkov_finds_no_failed_check_and_every_skip_has_a_reason(
         rendered: dict[str, Path]) -> None:
-    files = [rendered["default"], rendered["varied"]]
+    files = [rendered["default"], rendered["varied"], rendered["gpu"]]
     argv = [tool("checkov"), "--framework", "cloudformation", "--skip-download",
             "--output", "json"]
     for path in files:
@@ -100,7 +117,8 @@ def dockerfiles() -> list[Path]:
 
 def test_hadolint_finds_nothing_in_any_dockerfile() -> None:
     files = dockerfiles()
-    assert {p.name for p in files} >= {"infer.Dockerfile", "dispatcher.Dockerfile"}
+    assert {p.name for p in files} >= {"infer.Dockerfile", "dispatcher.Dockerfile",
+                                       "infer-gpu.Dockerfile"}
     result = run([tool("hadolint"), "--no-color", *map(str, files)], REPO_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -3,12 +3,16 @@
 The number of buffers comes from the plan, so the template is rendered (ARCHITECTURE.md, "The SAM
 template is rendered from the plan"): per buffer, one queue, DLQ, infer function, mapping and
 alarms (bulk path) and one online infer function; once, the dispatcher service on ECS Fargate
-behind the HTTP API (online path). `mbs render --plan PLAN --out DIR` writes:
+behind the HTTP API (online path). A gpu plan replaces the per-buffer online functions with one
+GPU function on Lambda Managed Instances (template/gpu.py). `mbs render --plan PLAN --out DIR`
+writes:
 - DIR/template.yaml    the SAM template for the plan
 - DIR/samconfig.toml   sam build / sam deploy settings, with the parameter overrides
 - DIR/parameters.json  the same overrides in CloudFormation's ParameterKey/ParameterValue form
 - DIR/.aws-sam/mbs-src the code the functions and the dispatcher run: functions/, buffers/,
-                       infra/, the tokenizer, the pinned requirements and both Dockerfiles
+                       infra/, the tokenizer, the pinned requirements and the Dockerfiles
+- DIR/.cfnlintrc.yaml  (gpu plans) points cfn-lint, and `sam validate --lint` run in DIR, at
+                       the override spec copied beside it (infra/aws/cfnlint/, ARCHITECTURE.md)
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from typing import Any
 
 import yaml
 
-from buffers.plan import DispatchMode, Plan
+from buffers.plan import BackendType, DispatchMode, Plan
+from infra.aws.cfn_lint import write_cfn_lint_config
 from infra.aws.template.buffers import BufferIds, buffer_outputs, buffer_resources
 from infra.aws.template.common import (
     MAX_ENV_BYTES,
@@ -43,9 +48,10 @@ from infra.aws.template.dispatcher import (
     dispatcher_resources,
     dispatcher_rules,
 )
+from infra.aws.template.gpu import GPU_DOCKERFILE, GPU_FUNCTION, gpu_outputs, gpu_resources
 from infra.aws.template.ingress import ingress_outputs, ingress_resources
 from infra.aws.template.network import network_resources
-from infra.aws.template.online import embed_outputs, embed_resources
+from infra.aws.template.online import embed_outputs, embed_resources, embed_targets
 from infra.aws.template.shared import (
     AUTH_MODES,
     api,
@@ -61,6 +67,7 @@ from infra.aws.template.shared import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO_ROOT / "infra" / "docker" / "infer.Dockerfile"
 DISPATCHER_DOCKERFILE = REPO_ROOT / "infra" / "docker" / "dispatcher.Dockerfile"
+GPU_INFER_DOCKERFILE = REPO_ROOT / "infra" / "docker" / GPU_DOCKERFILE
 # infra/ too: functions/infer.py imports infra.local.faults, and the dispatcher is infra.dispatcher.
 CODE_PACKAGES = ("functions", "buffers", "infra")
 # The dispatcher's deadline policy predicts batch times from the shipped profile: the latency
@@ -164,13 +171,12 @@ def build_template(plan: Plan, opts: RenderOptions | None = None) -> dict[str, A
         outputs.update(buffer_outputs(spec, suffixes[spec.name]))
     resources.update(shared_alarms())
     resources.update(dashboard(plan.buffers, suffixes))
-    # The online path: per-buffer infer functions, then the dispatcher service and its ingress.
-    for spec in plan.buffers:
-        resources.update(embed_resources(spec, suffixes[spec.name], opts))
-        outputs.update(embed_outputs(spec, suffixes[spec.name]))
+    # The online path: the infer functions (per buffer on CPU; one for every buffer on GPU),
+    # then the dispatcher service and its ingress.
+    targets = _online_infer(plan, suffixes, opts, resources, outputs)
     resources.update(network_resources())
     resources.update(ingress_resources())
-    resources.update(dispatcher_resources(plan_env_json(plan), suffixes, opts))
+    resources.update(dispatcher_resources(plan_env_json(plan), targets, opts))
     outputs.update(ingress_outputs())
     outputs.update(dispatcher_outputs())
     if len(resources) > MAX_RESOURCES or len(outputs) > MAX_OUTPUTS:
@@ -178,11 +184,13 @@ def build_template(plan: Plan, opts: RenderOptions | None = None) -> dict[str, A
                           f"{len(outputs)} outputs; CloudFormation allows {MAX_RESOURCES} and "
                           f"{MAX_OUTPUTS}")
     names = ", ".join(b.name for b in plan.buffers)
+    on_gpu = (f", infer on GPU: {plan.instance_type} x {plan.min_instances}-"
+              f"{plan.max_instances}" if plan.backend is BackendType.GPU else "")
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Transform": "AWS::Serverless-2016-10-31",
         "Description": f"MBS multi-buffer serving, plan {plan.name} "
-                       f"({len(plan.buffers)} buffers: {names})",
+                       f"({len(plan.buffers)} buffers: {names}){on_gpu}",
         "Metadata": {"MbsPlan": {"name": plan.name, "buffers": [b.name for b in plan.buffers]}},
         "Parameters": {**parameters(dispatcher), **dispatcher_parameters()},
         "Rules": {**rules(), **dispatcher_rules()},
@@ -192,6 +200,19 @@ def build_template(plan: Plan, opts: RenderOptions | None = None) -> dict[str, A
         "Resources": resources,
         "Outputs": outputs,
     }
+
+
+def _online_infer(plan: Plan, suffixes: dict[str, str], opts: RenderOptions,
+                  resources: dict[str, Any], outputs: dict[str, Any]) -> dict[str, str]:
+    """Add the online path's infer functions; return buffer name -> the function it invokes."""
+    if plan.backend is BackendType.GPU:
+        resources.update(gpu_resources(plan, opts))
+        outputs.update(gpu_outputs())
+        return {spec.name: GPU_FUNCTION for spec in plan.buffers}
+    for spec in plan.buffers:
+        resources.update(embed_resources(spec, suffixes[spec.name], opts))
+        outputs.update(embed_outputs(spec, suffixes[spec.name]))
+    return embed_targets(suffixes)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -273,6 +294,7 @@ def stage_code(dest: Path) -> None:
                                                       encoding="utf-8")
     shutil.copy2(DOCKERFILE, dest / "Dockerfile")
     shutil.copy2(DISPATCHER_DOCKERFILE, dest / DISPATCHER_DOCKERFILE.name)
+    shutil.copy2(GPU_INFER_DOCKERFILE, dest / GPU_DOCKERFILE)
 
 
 @dataclass(frozen=True)
@@ -309,6 +331,8 @@ def render_template(plan: Plan, out_dir: str | Path, params: DeployParams | None
     rendered.template.write_text(text, encoding="utf-8")
     rendered.samconfig.write_text(samconfig_text(plan, params), encoding="utf-8")
     rendered.parameters.write_text(parameters_json(plan, params), encoding="utf-8")
+    if plan.backend is BackendType.GPU:
+        write_cfn_lint_config(out)
     if stage:
         stage_code(rendered.code_dir)
     return rendered

@@ -47,6 +47,14 @@ DISPATCHER_PORT = 8080  # the container's PORT; the dispatcher's own default
 FARGATE_MEMORY_MB = {256: (512, 1024, 2048), 512: tuple(range(1024, 4097, 1024)),
                      1024: tuple(range(2048, 8193, 1024)), 2048: tuple(range(4096, 16385, 1024)),
                      4096: tuple(range(8192, 30721, 1024))}
+# Lambda Managed Instances function sizes: "The minimum supported function size is 2GB and 1
+# vCPU" (Lambda developer guide, "Best practices for Lambda Managed Instances"). MemorySize is at
+# most 32,768 MB, ExecutionEnvironmentMemoryGiBPerVCpu 2-8 and
+# PerExecutionEnvironmentMaxConcurrency 1-1,600 (CloudFormation template reference,
+# AWS::Lambda::Function and "AWS::Lambda::Function LambdaManagedInstancesCapacityProviderConfig").
+LMI_MEMORY_MB = (2048, 32_768)
+LMI_GIB_PER_VCPU = (2.0, 8.0)
+LMI_MAX_CONCURRENCY = 1_600
 
 
 class RenderError(ValueError):
@@ -65,8 +73,23 @@ class RenderOptions:
     # Python process uses one core at most; autoscaling adds tasks rather than size.
     dispatcher_cpu_units: int = 256
     dispatcher_memory_mb: int = 512
+    # The gpu backend's execution environment (infra/aws/template/gpu.py): 8 GiB at 4 GiB per
+    # vCPU is 2 vCPUs, which fits beside the Lambda agent on every catalogued instance (the
+    # smallest has 4 vCPUs and 16 GiB); Python wants 4:1 or 8:1 because each concurrent request
+    # is its own process (Lambda developer guide, "Best practices for Lambda Managed Instances").
+    # One process per environment: one forward pass at a time owns the GPU, as on CPU Lambda.
+    gpu_memory_mb: int = 8192
+    gpu_memory_gib_per_vcpu: float = 4.0
+    gpu_processes_per_environment: int = 1
+    # Target GPU utilisation of the capacity provider's target tracking (the CDK's own example
+    # tracks GPU utilisation at 60%): headroom for a burst while the fleet scales, in minutes.
+    gpu_target_utilization_percent: float = 60.0
 
     def __post_init__(self) -> None:
+        self._check_dispatcher()
+        self._check_gpu()
+
+    def _check_dispatcher(self) -> None:
         if not 1 <= self.infer_timeout_s <= MAX_FUNCTION_TIMEOUT_S:
             raise RenderError(f"infer_timeout_s must be in 1..{MAX_FUNCTION_TIMEOUT_S}, "
                               f"got {self.infer_timeout_s}")
@@ -78,6 +101,28 @@ class RenderOptions:
             raise RenderError(f"dispatcher_memory_mb {self.dispatcher_memory_mb} is not a Fargate "
                               f"size for {self.dispatcher_cpu_units} CPU units; choose from "
                               f"{allowed[0]}..{allowed[-1]}")
+
+    def _check_gpu(self) -> None:
+        if not LMI_MEMORY_MB[0] <= self.gpu_memory_mb <= LMI_MEMORY_MB[1]:
+            raise RenderError(f"gpu_memory_mb must be in {LMI_MEMORY_MB[0]}..{LMI_MEMORY_MB[1]}, "
+                              f"got {self.gpu_memory_mb}")
+        if not LMI_GIB_PER_VCPU[0] <= self.gpu_memory_gib_per_vcpu <= LMI_GIB_PER_VCPU[1]:
+            raise RenderError(f"gpu_memory_gib_per_vcpu must be in {LMI_GIB_PER_VCPU[0]:g}.."
+                              f"{LMI_GIB_PER_VCPU[1]:g}, got {self.gpu_memory_gib_per_vcpu}")
+        if self.gpu_memory_mb / 1024 < self.gpu_memory_gib_per_vcpu:
+            raise RenderError(f"gpu_memory_mb {self.gpu_memory_mb} at "
+                              f"{self.gpu_memory_gib_per_vcpu:g} GiB per vCPU is under 1 vCPU")
+        if not 1 <= self.gpu_processes_per_environment <= LMI_MAX_CONCURRENCY:
+            raise RenderError(f"gpu_processes_per_environment must be in 1..{LMI_MAX_CONCURRENCY}, "
+                              f"got {self.gpu_processes_per_environment}")
+        if not 0 < self.gpu_target_utilization_percent <= 100:
+            raise RenderError(f"gpu_target_utilization_percent must be in (0, 100], "
+                              f"got {self.gpu_target_utilization_percent}")
+
+    @property
+    def gpu_vcpus(self) -> float:
+        """vCPUs of one GPU execution environment: its memory over the memory per vCPU."""
+        return self.gpu_memory_mb / 1024 / self.gpu_memory_gib_per_vcpu
 
 
 def ref(name: str) -> dict[str, Any]:
@@ -120,10 +165,11 @@ def alarm_actions() -> dict[str, Any]:
     return if_("HasAlarmTopic", [ref("AlarmTopicArn")], NO_VALUE)
 
 
-def image_build_metadata(code_dir: str) -> dict[str, Any]:
+def image_build_metadata(code_dir: str, dockerfile: str = "Dockerfile",
+                         tag: str = "python3.12-v1") -> dict[str, Any]:
     """How `sam build` builds an infer image: the staged code with its Dockerfile. Functions with
     equal metadata share one build (SAM CLI's build graph)."""
-    return {"Dockerfile": "Dockerfile", "DockerContext": code_dir, "DockerTag": "python3.12-v1"}
+    return {"Dockerfile": dockerfile, "DockerContext": code_dir, "DockerTag": tag}
 
 
 def checkov_skips(*skips: tuple[str, str]) -> dict[str, Any]:

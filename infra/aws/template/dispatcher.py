@@ -22,7 +22,7 @@ from infra.aws.template.common import (
     sub,
 )
 from infra.aws.template.network import subnet_refs
-from infra.aws.template.online import embed_function_arns, infer_functions_env
+from infra.aws.template.online import infer_function_arns, infer_functions_env
 from infra.aws.template.shared import log_group, metric_alarm
 
 CONTAINER = "dispatcher"
@@ -92,7 +92,7 @@ def _ecs_tasks_trust() -> dict[str, Any]:
         "Condition": {"StringEquals": {"aws:SourceAccount": ref("AWS::AccountId")}}}]}
 
 
-def _roles(suffixes: dict[str, str]) -> dict[str, Any]:
+def _roles(targets: dict[str, str]) -> dict[str, Any]:
     pull = allow(["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
                   "ecr:BatchCheckLayerAvailability"], _repository_arn())
     # GetAuthorizationToken has no resource-level permissions (ECR service authorization
@@ -111,12 +111,12 @@ def _roles(suffixes: dict[str, str]) -> dict[str, Any]:
             "Description": "MBS dispatcher: invoke the online infer functions, nothing else",
             "AssumeRolePolicyDocument": _ecs_tasks_trust(),
             "Policies": [{"PolicyName": "invoke-infer", "PolicyDocument": allow(
-                ["lambda:InvokeFunction"], embed_function_arns(suffixes))}]}},
+                ["lambda:InvokeFunction"], infer_function_arns(targets))}]}},
     }
 
 
-def _container(plan_json: str, suffixes: dict[str, str]) -> dict[str, Any]:
-    env = {"MBS_PLAN": plan_json, "MBS_INFER_FUNCTIONS": infer_functions_env(suffixes),
+def _container(plan_json: str, targets: dict[str, str]) -> dict[str, Any]:
+    env = {"MBS_PLAN": plan_json, "MBS_INFER_FUNCTIONS": infer_functions_env(targets),
            "MBS_INVOKE": "lambda", "MBS_SLO_MS": ref("SloMs"), "PORT": str(DISPATCHER_PORT)}
     return {
         "Name": CONTAINER, "Essential": True,
@@ -199,9 +199,13 @@ def _alarms() -> dict[str, Any]:
     }
 
 
-def dispatcher_resources(plan_json: str, suffixes: dict[str, str],
+def dispatcher_resources(plan_json: str, targets: dict[str, str],
                          opts: RenderOptions) -> dict[str, Any]:
-    """Cluster, log group, roles, task definition, service, autoscaling and alarms."""
+    """Cluster, log group, roles, task definition, service, autoscaling and alarms.
+
+    `targets` maps each buffer to the logical id of the infer function it invokes: its own CPU
+    function (template/online.py), or the one GPU function (template/gpu.py).
+    """
     resources: dict[str, Any] = {
         "DispatcherCluster": {"Type": "AWS::ECS::Cluster", "Metadata": checkov_skips(
             ("CKV_AWS_65", "Container Insights bills custom metrics per task and service, about "
@@ -210,7 +214,7 @@ def dispatcher_resources(plan_json: str, suffixes: dict[str, str],
             "Properties": {"ClusterSettings": [{"Name": "containerInsights",
                                                 "Value": "disabled"}]}},
         "DispatcherLogGroup": log_group(sub("/mbs/${AWS::StackName}/dispatcher")),
-        **_roles(suffixes),
+        **_roles(targets),
         "DispatcherTaskDefinition": {"Type": "AWS::ECS::TaskDefinition", "Properties": {
             "Family": sub("${AWS::StackName}-dispatcher"),
             "RequiresCompatibilities": ["FARGATE"], "NetworkMode": "awsvpc",
@@ -219,7 +223,7 @@ def dispatcher_resources(plan_json: str, suffixes: dict[str, str],
             "ExecutionRoleArn": getatt("DispatcherExecutionRole", "Arn"),
             "TaskRoleArn": getatt("DispatcherTaskRole", "Arn"),
             "Volumes": [{"Name": "tmp"}],
-            "ContainerDefinitions": [_container(plan_json, suffixes)]}},
+            "ContainerDefinitions": [_container(plan_json, targets)]}},
         "DispatcherService": _service(),
         **_scaling(),
         **_alarms(),

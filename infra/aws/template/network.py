@@ -26,7 +26,9 @@ SUBNET_CIDRS = ("10.0.0.0/20", "10.0.16.0/20")
 SUBNET_IDS = ("PublicSubnetA", "PublicSubnetB")
 HTTPS_PORT = 443
 
-def _tags(name: str) -> list[dict[str, Any]]:
+
+def name_tags(name: str) -> list[dict[str, Any]]:
+    """A Name tag: the stack name and `name`."""
     return [{"Key": "Name", "Value": sub(f"${{AWS::StackName}}-{name}")}]
 
 
@@ -36,7 +38,7 @@ def _subnets() -> dict[str, Any]:
         out[logical] = {"Type": "AWS::EC2::Subnet", "Properties": {
             "VpcId": ref("Vpc"), "CidrBlock": cidr,
             "AvailabilityZone": {"Fn::Select": [index, {"Fn::GetAZs": ""}]},
-            "Tags": _tags(f"public-{'ab'[index]}")}}
+            "Tags": name_tags(f"public-{'ab'[index]}")}}
         out[f"{logical}Routes"] = {"Type": "AWS::EC2::SubnetRouteTableAssociation",
                                    "Properties": {"SubnetId": ref(logical),
                                                   "RouteTableId": ref("PublicRouteTable")}}
@@ -52,7 +54,7 @@ def _security_groups() -> dict[str, Any]:
             "SecurityGroupEgress": [{
                 "IpProtocol": "tcp", "FromPort": DISPATCHER_PORT, "ToPort": DISPATCHER_PORT,
                 "CidrIp": VPC_CIDR, "Description": "to the dispatcher tasks in this VPC"}],
-            "Tags": _tags("vpc-link")}},
+            "Tags": name_tags("vpc-link")}},
         "DispatcherSecurityGroup": {"Type": "AWS::EC2::SecurityGroup", "Properties": {
             "GroupDescription": "MBS dispatcher tasks: only the VPC link may connect",
             "VpcId": ref("Vpc"),
@@ -65,7 +67,7 @@ def _security_groups() -> dict[str, Any]:
                 "IpProtocol": "tcp", "FromPort": HTTPS_PORT, "ToPort": HTTPS_PORT,
                 "CidrIp": "0.0.0.0/0",
                 "Description": "AWS public endpoints: ECR, Lambda, CloudWatch Logs"}],
-            "Tags": _tags("dispatcher")}},
+            "Tags": name_tags("dispatcher")}},
     }
 
 
@@ -75,13 +77,13 @@ def network_resources() -> dict[str, Any]:
         "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {
             "CidrBlock": VPC_CIDR,
             # Cloud Map's private DNS namespace needs both (Cloud Map developer guide).
-            "EnableDnsSupport": True, "EnableDnsHostnames": True, "Tags": _tags("vpc")}},
+            "EnableDnsSupport": True, "EnableDnsHostnames": True, "Tags": name_tags("vpc")}},
         "InternetGateway": {"Type": "AWS::EC2::InternetGateway",
-                            "Properties": {"Tags": _tags("igw")}},
+                            "Properties": {"Tags": name_tags("igw")}},
         "GatewayAttachment": {"Type": "AWS::EC2::VPCGatewayAttachment", "Properties": {
             "VpcId": ref("Vpc"), "InternetGatewayId": ref("InternetGateway")}},
         "PublicRouteTable": {"Type": "AWS::EC2::RouteTable", "Properties": {
-            "VpcId": ref("Vpc"), "Tags": _tags("public")}},
+            "VpcId": ref("Vpc"), "Tags": name_tags("public")}},
         "PublicRoute": {"Type": "AWS::EC2::Route", "DependsOn": "GatewayAttachment",
                         "Properties": {"RouteTableId": ref("PublicRouteTable"),
                                        "DestinationCidrBlock": "0.0.0.0/0",

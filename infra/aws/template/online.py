@@ -101,12 +101,17 @@ def embed_outputs(spec: BufferSpec, suffix: str) -> dict[str, Any]:
     }
 
 
-def infer_functions_env(suffixes: dict[str, str]) -> dict[str, Any]:
-    """MBS_INFER_FUNCTIONS for the dispatcher: buffer name -> its online function's name."""
-    names = {name: f"${{{EmbedIds.of(s).function}}}" for name, s in suffixes.items()}
+def embed_targets(suffixes: dict[str, str]) -> dict[str, str]:
+    """Buffer name -> the logical id of the function the dispatcher invokes for it: its own."""
+    return {name: EmbedIds.of(suffix).function for name, suffix in suffixes.items()}
+
+
+def infer_functions_env(targets: dict[str, str]) -> dict[str, Any]:
+    """MBS_INFER_FUNCTIONS for the dispatcher: buffer name -> its infer function's name."""
+    names = {name: f"${{{logical}}}" for name, logical in targets.items()}
     return sub(json.dumps(names, separators=(",", ":")))
 
 
-def embed_function_arns(suffixes: dict[str, str]) -> list[dict[str, Any]]:
-    """Every online infer function's ARN: the only resources the dispatcher may invoke."""
-    return [getatt(EmbedIds.of(s).function, "Arn") for s in suffixes.values()]
+def infer_function_arns(targets: dict[str, str]) -> list[dict[str, Any]]:
+    """Every infer function's ARN, once each: the only resources the dispatcher may invoke."""
+    return [getatt(logical, "Arn") for logical in dict.fromkeys(targets.values())]

@@ -238,12 +238,13 @@ def table() -> dict[str, Any]:
 def metric_alarm(description: str, namespace: str, metric: str,
                  dimensions: list[tuple[str, Any]], statistic: str = "Sum",
                  threshold: float = 0, comparison: str = "GreaterThanThreshold",
-                 periods: int = 1, missing: str = "notBreaching") -> dict[str, Any]:
-    """A one-metric alarm over 60 s periods that notifies AlarmTopicArn when one is given."""
+                 periods: int = 1, missing: str = "notBreaching",
+                 period_s: int = 60) -> dict[str, Any]:
+    """A one-metric alarm (60 s periods unless told) that notifies AlarmTopicArn if given."""
     return {"Type": "AWS::CloudWatch::Alarm", "Properties": {
         "AlarmDescription": description, "Namespace": namespace, "MetricName": metric,
         "Dimensions": [{"Name": name, "Value": value} for name, value in dimensions],
-        "Statistic": statistic, "Period": 60, "EvaluationPeriods": periods,
+        "Statistic": statistic, "Period": period_s, "EvaluationPeriods": periods,
         "Threshold": threshold, "ComparisonOperator": comparison, "TreatMissingData": missing,
         "AlarmActions": alarm_actions()}}
 
