@@ -198,7 +198,7 @@ def test_plain_lambda_is_the_no_batching_run_behind_the_http_api() -> None:
     assert cost.infer_usd == pytest.approx(none.metrics.cost.infer_usd)
     assert cost.api_usd == pytest.approx(484 * 1.00e-6)
     assert cost.logs_usd == pytest.approx(484 * 350 / gb * 0.50)
-    assert cost.egress_usd == pytest.approx(484 * (300 + 150 + 120 + 384 * 22) / gb * 0.09)
+    assert cost.egress_usd == pytest.approx(484 * (300 + 150 + 120 + 384 * 12) / gb * 0.09)
     assert cost.end_to_end_usd == pytest.approx(
         cost.infer_usd + cost.api_usd + cost.logs_usd + cost.egress_usd)
     assert plain.plan.name == "plain-lambda"

@@ -30,7 +30,7 @@ ARRIVALS = np.array([0.0, 30.0, 90.0, 150.0])
 LENGTHS = np.array([12, 40, 7, 100])
 SERVICE_MS = 10.0
 HOURS = 150.0 / 3600.0
-ONE_RESPONSE = 300 + 150 + 120 + 384 * 22  # headers, envelope, item, 384 floats as JSON
+ONE_RESPONSE = 300 + 150 + 120 + 384 * 12  # headers, envelope, item, 384 floats as JSON
 TASK_HOUR = 0.25 * 0.03238 + 0.5 * 0.00356  # 0.25 vCPU, 0.5 GB, ARM
 INFER = 4 * (0.010 * 1.0 * GB_S_X86 + 0.20e-6)  # 10 ms at 1 GB + the request fee, each
 

@@ -35,10 +35,11 @@ from optimizer.platform.dispatcher_fleet import DEFAULT_TASK, DispatcherTask
 from optimizer.platform.pricing import BYTES_PER_GB, HOURS_PER_MONTH, MB_PER_GB, Pricing
 
 EMBEDDING_DIM = 384  # all-MiniLM-L6-v2
-# json.dumps of a float32 unit vector's tolist() (Python widens each float32 to a double and
-# writes its shortest repr, ~19.9 characters for components of size ~0.05, plus ", "): 8,409 to
-# 8,454 bytes for 384 dims over three seeds, 21.9-22.0 bytes a float. A test re-measures it.
-FLOAT_JSON_BYTES = 22
+# The service writes each float32 component in its shortest form that reads back to the same
+# float32 (orjson, infra/dispatcher/responses.py): ~11.3 characters for components of size ~0.05,
+# plus ",": 12.2-12.3 bytes a float measured over seeds (Python's json module, widening to
+# float64, wrote 22). A test re-measures it with the service's own serializer.
+FLOAT_JSON_BYTES = 12
 # encoding_format "base64": 384 little-endian float32 = 1,536 bytes, base64 -> 2,048 characters.
 # The official openai Python client asks for base64 unless told otherwise.
 BASE64_EMBEDDING_BYTES = 4 * math.ceil(EMBEDDING_DIM * 4 / 3)
