@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
+import subprocess  # nosec B404 - starts this repo's own modules with sys.executable, fixed argv, no shell
 import sys
 import time
 import urllib.request
@@ -45,12 +45,12 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 def _start_service(port: int) -> subprocess.Popen:
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "MBS_MODEL": "stand-in",
            "MBS_INVOKE": "inprocess", "MBS_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "infra.dispatcher"], env=env, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "infra.dispatcher"], env=env, cwd=ROOT,  # nosec B603 - sys.executable and fixed arguments
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):  # nosec B310 - a fixed http://127.0.0.1 URL
                 return proc
         except OSError:
             time.sleep(0.2)
@@ -59,12 +59,12 @@ def _start_service(port: int) -> subprocess.Popen:
 
 
 def _health(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:  # nosec B310 - a fixed http://127.0.0.1 URL
         return json.loads(reply.read())
 
 
 def _load(port: int, rate: float, duration_s: float) -> dict[str, Any]:
-    out = subprocess.run(
+    out = subprocess.run(  # nosec B603 - sys.executable and fixed arguments
         [sys.executable, "-m", "infra.client.loadgen", "--url",
          f"http://127.0.0.1:{port}/v1/embeddings", "--rate", str(rate), "--duration",
          str(duration_s), "--timeout", "30"],
@@ -88,7 +88,7 @@ def _sustained(result: dict[str, Any]) -> bool:
 
 
 def _hold(port: int, pid: int, rate: float) -> dict[str, Any]:
-    loadgen = subprocess.Popen(
+    loadgen = subprocess.Popen(  # nosec B603 - sys.executable and fixed arguments
         [sys.executable, "-m", "infra.client.loadgen", "--url",
          f"http://127.0.0.1:{port}/v1/embeddings", "--rate", str(rate), "--duration",
          str(HOLD_S), "--timeout", "30"],

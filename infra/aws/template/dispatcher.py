@@ -133,7 +133,9 @@ def _container(plan_json: str, targets: dict[str, str]) -> dict[str, Any]:
         "RestartPolicy": {"Enabled": True, "RestartAttemptPeriod": 60},
         "StopTimeout": STOP_TIMEOUT_S,
         "ReadonlyRootFilesystem": True,
-        "MountPoints": [{"SourceVolume": "tmp", "ContainerPath": "/tmp", "ReadOnly": False}],
+        # The root filesystem is read-only; /tmp is the task's own scratch volume, no shared dir.
+        "MountPoints": [{"SourceVolume": "tmp", "ContainerPath": "/tmp",  # nosec B108
+                         "ReadOnly": False}],
         "LogConfiguration": {"LogDriver": "awslogs", "Options": {
             "awslogs-group": ref("DispatcherLogGroup"), "awslogs-region": ref("AWS::Region"),
             "awslogs-stream-prefix": CONTAINER}},
