@@ -30,7 +30,7 @@ low_traffic_wait_s > 0) is simulated only; the estimator reports its bound inste
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -169,6 +169,23 @@ def esm_batches(ctx: EstimatorContext, spec: BufferSpec, p: float, busy_s: float
     return EsmBatches(big, weights, p * lapse, openings, late, others, given, found, joined)
 
 
+def _startup_cold(ctx: EstimatorContext, spec: BufferSpec, p: float, busy_s: float) -> float:
+    """Environments the buffer's first records start cold. While the first one is in INIT,
+    each record goes to a poller that has not invoked yet (the busy ones do not receive) and
+    invokes on a new environment; once all pollers are busy, scale-up adds one a gap. So
+    E[min(MaximumConcurrency, N, pollers + added)], N the buffer's records in that INIT."""
+    rules, t = ctx.rules, ctx.arrivals_s
+    first = 0 if p >= 1.0 else int(min(t.size - 1, max(0, np.ceil(np.log(0.5) / np.log1p(-p))
+                                                        - 1)))  # median first arrival
+    init_s = rules.cold_start_ms / 1000.0 + busy_s
+    later = int(np.searchsorted(t, t[first] + init_s, side="left")) - first - 1
+    pmf = binomial_table(max(later, 0), max(later, 0), p)[-1]  # others: Bin(later, p)
+    added = min(rules.esm.poller_cap(spec.max_concurrency) - rules.esm.pollers,
+                int(init_s / rules.esm.scale_up_gap_s))
+    top = min(spec.max_concurrency, rules.esm.pollers + max(added, 0))
+    return float(pmf @ np.minimum(1 + np.arange(pmf.size), top))
+
+
 def _per_arrival(form: EsmBatches, svc: Service, p: float) -> tuple[np.ndarray, np.ndarray]:
     """E[model time] and E[size] of the batches each arrival's record is counted in."""
     service = np.zeros(form.max_batch + 1)
@@ -243,6 +260,9 @@ def estimate_managed_buffer(spec: BufferSpec,
                           spec.max_concurrency, service_cv2(svc))
     load = platform_load(ctx.arrivals_s, ctx.positions, ctx.keep_alive_start, stream,
                          ctx.rules.cold_start_ms)
+    if ctx.rules.cold_start_ms > 0:  # the start-up cascade as the pollers make it
+        load = replace(load, cold_starts=load.cold_starts - load.startup_cold
+                       + _startup_cold(ctx, spec, p, busy_ms / 1000.0))
     cdf_ms = _latency(ctx, spec, form, svc, load, requests)
     metrics = BufferMetrics(
         requests=requests, invocations=float(np.sum(svc.batches)),
