@@ -1,5 +1,8 @@
 """Analytical estimator: a plan's cost and latency on a workload, without replaying the trace.
 
+Dispatcher-mode buffers are estimated here; managed-mode ones, batched by the SQS event source
+mapping as AWS runs it, in optimizer/estimator/esm.py, on the same pieces (pieces.py).
+
 `EstimatorContext.build(...)` once per workload (context.py), then `estimate(plan,
 ctx)` per plan: tens of ms or less, pure numpy/scipy, no clock reads, so the Bayesian search
 can call it thousands of times. The discrete-event simulator (optimizer/sim/engine.py) judges

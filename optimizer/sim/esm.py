@@ -29,8 +29,7 @@ from buffers.esm_window import window_open
 from buffers.plan import BufferSpec
 from optimizer.platform.esm_rules import EsmRules
 from optimizer.sim.launcher import Launcher
-
-FollowUps = list[tuple[float, object]]
+from optimizer.sim.policy import FollowUps
 
 
 @dataclass(frozen=True)
