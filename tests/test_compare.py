@@ -13,10 +13,11 @@ from functools import cache
 import numpy as np
 import pytest
 
-from buffers.plan import default_plan_path, load_plan
+from buffers.plan import BufferSpec, DispatchMode, Plan, default_plan_path, load_plan
 from infra.cli import compare as compare_cmd
 from infra.cli.main import build_parser
 from optimizer.compare.comparison import (
+    ONLINE_REFERENCE,
     POLICIES,
     RATES_SCHEMA,
     SCHEMA,
@@ -39,7 +40,8 @@ COST_KEYS = {"end_to_end_cost_per_million_usd", "infer_cost_per_million_usd",
              "batching_cost_per_million_usd"}
 METRIC_KEYS = COST_KEYS | {"cost_per_million_usd", "total_cost_per_million_usd", "p50_ms", "p95_ms",
                "p99_ms", "slo_attainment", "padding_overhead", "invocations", "requests",
-               "cold_starts", "mean_batch_size", "cost", "per_buffer"}
+               "cold_starts", "mean_batch_size", "cost", "per_buffer", "low_traffic_share",
+               "low_traffic_p99_bound_ms"}
 POLICY_KEYS = METRIC_KEYS | {"tail_ms", "feasible", "plan", "tuning", "settings"}
 
 
@@ -54,6 +56,22 @@ class StubTuner:
         name = "default" if max_buffers > 1 else "batch"
         return Tuned(load_plan(default_plan_path(name)), wall_s=0.25, evaluations=evals,
                      feasible=True)
+
+
+class ModeStubTuner(StubTuner):
+    """In managed mode: the shipped managed plan for MBS, one managed buffer for BATCH."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.modes: list[tuple[str, int]] = []
+
+    def __call__(self, bench: Workbench, max_buffers: int, evals: int) -> Tuned:
+        self.modes.append((bench.mode, max_buffers))
+        if bench.mode != "managed":
+            return super().__call__(bench, max_buffers, evals)
+        plan = load_plan(default_plan_path("managed")) if max_buffers > 1 else Plan(buffers=(
+            BufferSpec("all", 1, 256, 32, 10_000, 1769, DispatchMode.MANAGED),))
+        return Tuned(plan, wall_s=0.25, evaluations=evals, feasible=True)
 
 
 @cache
@@ -299,3 +317,34 @@ def test_the_triton_grid_spreads_its_memory_sizes() -> None:
     assert spread((3008, 1024, 1769), 3) == (1024, 1769, 3008)
     assert spread((512, 1024, 1769, 3008, 5308, 10240), 3) == (512, 1769, 10240)
     assert spread((1024,), 3) == (1024,)
+
+
+def test_managed_mode_puts_the_online_path_beside_the_bulk_path(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN `mbs compare --mode managed` with an SLO of seconds
+    tuner = ModeStubTuner()
+    args = build_parser().parse_args(["compare", "--json", *SLICE, "--mode", "managed",
+                                      "--slo-ms", "30000"])
+    assert compare_cmd.run(args, tuner=tuner, settings=SETTINGS) == 0
+    report = json.loads(capsys.readouterr().out)
+    # THEN MBS and BATCH are planned for managed mode and priced on the bulk path, and MBS is
+    # planned again in dispatcher mode for the same workload and SLO, on the online path
+    assert tuner.modes == [("managed", 4), ("managed", 1), ("dispatcher", 4)]
+    assert report["mode"] == "managed" and report["slo_ms"] == 30000.0
+    policies = report["policies"]
+    assert set(policies) == set(POLICIES) | {ONLINE_REFERENCE}
+    assert policies["mbs"]["cost"]["path"] == policies["batch"]["cost"]["path"] == "bulk"
+    assert policies["oracle"]["cost"]["path"] == "bulk"
+    assert policies[ONLINE_REFERENCE]["cost"]["path"] == "online"
+    assert "for reference" in policies[ONLINE_REFERENCE]["tuning"]
+    for name in ("mbs", ONLINE_REFERENCE):
+        assert set(policies[name]) == POLICY_KEYS | {"search"}, name
+    assert report["ratios"]["mbs_vs_online"] == pytest.approx(
+        policies["mbs"]["end_to_end_cost_per_million_usd"]
+        / policies[ONLINE_REFERENCE]["end_to_end_cost_per_million_usd"])
+    # AND the table shows the three cost figures of both paths
+    args = build_parser().parse_args(["compare", *SLICE, "--mode", "managed", "--slo-ms",
+                                      "30000"])
+    assert compare_cmd.run(args, tuner=ModeStubTuner(), settings=SETTINGS) == 0
+    out = capsys.readouterr().out
+    assert "MBS online (ref.)" in out and "MBS on the bulk path / MBS on the online path" in out

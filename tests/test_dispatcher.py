@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from buffers.plan import plan_from_dict
-from infra.dispatcher.queue_dispatcher import QueueDispatcher
+from infra.dispatcher.queue_dispatcher import QueueDispatcher, managed_timer_start_s
 from infra.local.stack import create_resources
 
 
@@ -140,23 +140,39 @@ def test_invoke_error_deletes_nothing(sqs):
     assert dispatcher.stats.invoke_errors >= 1
 
 
-def test_managed_window_holds_a_batch_until_the_window_closes(sqs):
-    # GIVEN managed mode: a 1 s window and BatchSize 20 for short texts, window 0 for long ones
-    plan = _plan("managed", max_batch=20, timeout_ms=1000)
+def test_managed_window_begins_when_the_previous_invocation_completes(sqs):
+    # GIVEN managed mode: a 3 s window and BatchSize 20 for short texts, window 0 for long ones
+    # (3 s leaves this busy machine time to send the five within the window)
+    plan = _plan("managed", max_batch=20, timeout_ms=3000)
     res = create_resources(plan, f"d-{uuid.uuid4().hex[:6]}", 60)
     invoke = RecordingInvoke(service_s=0.0)
     dispatcher = QueueDispatcher(plan, sqs, res.queue_urls, res.queue_arns, invoke)
     dispatcher.start()
-    time.sleep(0.3)
-    started = time.time()
+    # WHEN one short text reaches the idle queue, then five more and a long one after its
+    # invocation completed
+    first = _send(sqs, res.queue_urls["short"], 1, length=10)
+    _run_until(invoke, 1)
+    done = invoke.batches[0][2]
     short_ids = _send(sqs, res.queue_urls["short"], 5, length=10)
     long_ids = _send(sqs, res.queue_urls["long"], 1, length=100)
-    _run_until(invoke, 6)
+    _run_until(invoke, 7)
     dispatcher.stop()
-    batches = {buffer: (ids, at) for buffer, ids, at in invoke.batches}
-    # THEN the five short ones went as one batch, after about the 1 s window, while the long
-    # one (window 0) went at once.
+    # THEN the first went alone and at once: no window was open (the ESM's next window begins
+    # when its previous invocation completes, not at the first receive)
+    assert invoke.batches[0][1] == first
+    batches = {buffer: (ids, at) for buffer, ids, at in invoke.batches[1:]}
+    # AND the five went as one batch when the window that began at its completion closed,
+    # while the long one (window 0) went at once
     assert sorted(batches["short"][0]) == sorted(short_ids)
-    assert batches["short"][1] - started >= 0.9
+    assert batches["short"][1] - done >= 2.9
     assert batches["long"][0] == long_ids
-    assert batches["long"][1] - started < 0.9
+    assert batches["long"][1] - done < 2.9
+
+
+@pytest.mark.parametrize(("previous", "now", "expected"), [
+    (None, 5.0, 4.0),  # idle: due now (start + 1 s window = now)
+    (4.5, 5.0, 4.5),  # the window [4.5, 5.5] is open: due when it closes
+    (3.0, 5.0, 4.0),  # it closed at 4.0 with nothing: due now
+])
+def test_managed_timer_starts_at_the_window(previous, now, expected):
+    assert managed_timer_start_s(previous, now, 1.0) == expected

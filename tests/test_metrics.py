@@ -80,7 +80,7 @@ def test_plan_metrics_dict_has_exactly_the_agreed_keys() -> None:
                         "total_cost_per_million_usd", "p50_ms",
                         "p95_ms", "p99_ms", "slo_attainment", "padding_overhead",
                         "invocations", "requests", "cold_starts", "mean_batch_size", "cost",
-                        "per_buffer"}
+                        "per_buffer", "low_traffic_share", "low_traffic_p99_bound_ms"}
     assert set(out["per_buffer"]) == {"all"}
     assert isinstance(result.metrics, PlanMetrics)
 

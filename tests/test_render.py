@@ -58,7 +58,7 @@ def of_type(template: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 PLANS = {"batch (1 buffer)": lambda: shipped("batch"), "default (4)": lambda: shipped("default"),
-         "varied (4 managed)": varied_plan, "managed (2)": lambda: shipped("managed")}
+         "varied (4 managed)": varied_plan, "managed (3)": lambda: shipped("managed")}
 
 
 @pytest.fixture(params=sorted(PLANS))

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from buffers.gears import GearConfig, GearSet
 from buffers.plan import BufferSpec, DispatchMode, Plan, default_plan_path, load_plan
 from buffers.policies import PolicyType
+from optimizer.platform.esm_rules import EsmRules
 from optimizer.platform.lambda_rules import InstancePool, LambdaRules
 from optimizer.platform.pricing import MB_PER_GB, Pricing
 from optimizer.sim.baselines import TRITON_POLICY, batch_plan, no_batching_plan, triton_plan
@@ -199,13 +200,16 @@ def test_no_arrivals_at_all() -> None:
     assert result.metrics.cost_per_million_usd == 0.0
 
 
-def test_managed_plan_batches_in_whole_second_windows() -> None:
-    plan = load_plan(default_plan_path("managed"))
-    arrivals = np.array([0.0, 0.2, 0.4])
-    result = simulate(plan, arrivals, np.array([5, 6, 7]), linear, PRICING, 2000.0,
-                      rules=NO_COLD)
-    assert result.batches.size.tolist() == [3]
-    assert result.batches.start_s[0] == pytest.approx(1.0)
+def test_managed_plan_batches_in_windows_after_the_previous_invocation() -> None:
+    # GIVEN a managed buffer with a 1 s window and one poller (tests/test_esm.py has the rest
+    # of the event source mapping's rules): 0.0 finds no window open and goes at once, done
+    # after 5.05 ms; the window that then begins holds 0.2 and 0.4 until it closes
+    plan = Plan(buffers=(BufferSpec("m", 1, 256, 32, 1000, 1024, DispatchMode.MANAGED),))
+    rules = LambdaRules(cold_start_ms=0.0, esm=EsmRules(pollers=1, split="round_robin"))
+    result = simulate(plan, np.array([0.0, 0.2, 0.4]), np.array([5, 6, 7]), linear, PRICING,
+                      2000.0, rules=rules)
+    assert result.batches.size.tolist() == [1, 2]
+    assert result.batches.start_s[1] == pytest.approx(1.00505)
 
 
 def test_per_buffer_costs_sum_to_the_plan_cost() -> None:

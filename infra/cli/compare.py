@@ -20,7 +20,6 @@ from infra.cli.common import (
     workload_spec,
 )
 from optimizer.compare.comparison import (
-    POLICIES,
     CompareSettings,
     Comparison,
     RatePoint,
@@ -36,7 +35,8 @@ from optimizer.platform.pricing import load_pricing
 
 DEFAULT_SWEEP_SLOS_MS = (250.0, 500.0, 1000.0, 2000.0)
 _NAMES = {"mbs": "MBS", "batch": "BATCH tuned", "no_batching": "no batching",
-          "triton": "Triton-style", "plain_lambda": "plain Lambda", "oracle": "oracle floor"}
+          "triton": "Triton-style", "plain_lambda": "plain Lambda", "oracle": "oracle floor",
+          "mbs_online": "MBS online (ref.)"}
 _COLUMNS = ("policy", "e2e $/1M", "infer $/1M", "batching $/1M", "vs MBS", "p50 ms", "p99 ms",
             "tail ms", "in SLO", "SLO met", "padding", "invocations", "batch")
 _ITEMS = {"infer_compute_usd": "infer GB-s", "infer_request_usd": "infer req",
@@ -72,19 +72,20 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
 def _line_items(comparison: Comparison) -> list[str]:
     """Each policy's end-to-end cost per 1M requests by line item (the items not all zero)."""
     per_million = {}
-    for name in POLICIES:
+    names = comparison.names
+    for name in names:
         m = comparison.outcomes[name].metrics
         scale = 1e6 / m.requests if m.requests else 0.0
         per_million[name] = {k: v * scale for k, v in m.cost.line_items().items()}
-    items = [k for k in _ITEMS if any(per_million[n][k] for n in POLICIES)]
+    items = [k for k in _ITEMS if any(per_million[n][k] for n in names)]
     rows = [("$/1M by line item", *(_ITEMS[k] for k in items)),
-            *((_NAMES[n], *(f"{per_million[n][k]:.3f}" for k in items)) for n in POLICIES)]
+            *((_NAMES[n], *(f"{per_million[n][k]:.3f}" for k in items)) for n in names)]
     return _table(rows)
 
 
 def format_comparison(comparison: Comparison, workload: str, backend: str) -> str:
     """The comparison table, every figure marked simulated."""
-    rows = [_COLUMNS, *(_row(comparison, n) for n in POLICIES)]
+    rows = [_COLUMNS, *(_row(comparison, n) for n in comparison.names)]
     lines = ["mbs compare: every figure below is SIMULATED (modelled by the discrete-event "
              "simulator on the workload's exact trace), none measured",
              f"  workload: {workload}", f"  backend:  {backend}",
@@ -99,12 +100,19 @@ def format_comparison(comparison: Comparison, workload: str, backend: str) -> st
                   "what batching changes; vs MBS: end-to-end cost over MBS's; tail: simulated "
                   f"p{comparison.percentile:g}",
               f"MBS / oracle floor (simulated end-to-end cost): {_fmt(ratio, '.2f')}x"]
-    for name in ("mbs", "batch"):
+    online = comparison.ratios().get("mbs_vs_online")
+    if "mbs_online" in comparison.outcomes:
+        lines.append(f"MBS on the bulk path / MBS on the online path (simulated end-to-end "
+                     f"cost): {_fmt(online, '.2f')}x; MBS online (ref.) is MBS planned in "
+                     "dispatcher mode for the same workload and SLO")
+    for name in ("mbs", "batch", "mbs_online"):
+        if name not in comparison.outcomes:
+            continue
         search = comparison.outcomes[name].search
         if search is not None:
             lines.append(f"search for {_NAMES[name]}: {search.evaluations} evaluations in "
                          f"{search.wall_s:.1f} s wall")
-    for name in POLICIES:
+    for name in comparison.names:
         out = comparison.outcomes[name]
         settings = ", ".join(f"{k}={v}" for k, v in out.settings.items())
         lines.append(f"{_NAMES[name]}: {out.tuning} ({settings})")
@@ -252,7 +260,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=MODES, default="dispatcher",
                         help="dispatch mode MBS and BATCH plan for (default dispatcher); the "
                              "Triton-style and no-batching baselines dispatch per request "
-                             "either way")
+                             "either way. managed: MBS and BATCH on the bulk path (the SQS "
+                             "event source mapping's windows, use SLOs of seconds, e.g. "
+                             "--slo-ms 30000), with MBS planned for the online path beside "
+                             "them for reference")
     add_arch_flag(parser)
     parser.add_argument("--backend", choices=[b.value for b in BackendType], default="lambda",
                         help="lambda: CPU Lambda functions (GB-second billing); gpu: a "

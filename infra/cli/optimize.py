@@ -35,7 +35,9 @@ _FIGURES = (("cost $/1M requests (end to end)", "end_to_end_cost_per_million_usd
             ("cost $/1M requests (infer)", "infer_cost_per_million_usd", "{:.4f}"),
             ("cost $/1M requests (batching)", "batching_cost_per_million_usd", "{:.4f}"),
             ("p50 ms", "p50_ms", "{:.0f}"), ("p95 ms", "p95_ms", "{:.0f}"),
-            ("p99 ms", "p99_ms", "{:.0f}"), ("SLO attainment", "slo_attainment", "{:.2%}"),
+            ("p99 ms", "p99_ms", "{:.0f}"),
+            ("p99 bound, low-traffic wait ms", "low_traffic_p99_bound_ms", "{:.0f}"),
+            ("SLO attainment", "slo_attainment", "{:.2%}"),
             ("padding overhead", "padding_overhead", "{:.1%}"),
             ("invocations", "invocations", "{:.0f}"), ("mean batch", "mean_batch_size", "{:.2f}"),
             ("cold starts", "cold_starts", "{:.0f}"))

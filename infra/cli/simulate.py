@@ -49,6 +49,10 @@ def format_metrics(metrics: PlanMetrics, title: str) -> str:
     items = ", ".join(f"{k.removesuffix('_usd')} {v:.6f}" for k, v in cost.nonzero_items().items())
     lines.append(f"simulated cost (USD, {cost.path or 'mixed'} path): {items}; end to end "
                  f"{cost.total_usd:.6f}")
+    if metrics.low_traffic_share > 0:
+        lines.append(f"low traffic (managed mode): {metrics.low_traffic_share:.1%} of requests "
+                     f"found their poller's window lapsed; AWS documents that Lambda may then "
+                     f"wait up to 20 s: p99 bound {metrics.low_traffic_p99_bound_ms:.0f} ms")
     return "\n".join(lines)
 
 

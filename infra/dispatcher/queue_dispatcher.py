@@ -3,8 +3,12 @@
 SQS stays the durable log: a message is deleted only after the infer function reported it done
 (its result is stored). Two modes, as the plan says per buffer:
 - managed: emulates the SQS event source mapping. Receives up to 10 messages a call, and the
-  batching window starts when the first record of a batch is received (AWS Lambda developer
-  guide, "batching window"); the plan validator enforces whole seconds and BatchSize rules.
+  batching window begins when the buffer's previous invocation completed, as AWS does for SQS
+  (buffers/esm_window.py); a record received with no window open goes out at once. The plan
+  validator enforces whole seconds and BatchSize rules. Locally one receiver (poller) serves
+  each queue, so the fragmentation over AWS's several pollers is modelled
+  (optimizer/sim/esm.py), not emulated; with MaximumConcurrency > 1 "the previous invocation"
+  is the buffer's most recently completed one.
 - dispatcher: millisecond timers that start at the request's enqueue time, so the timeout bounds
   the whole queueing delay.
 """
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from buffers.batcher import MultiBufferBatcher
+from buffers.esm_window import window_close_s
 from buffers.geared import GearedBatcher
 from buffers.gears import GearSet
 from buffers.plan import DispatchMode, Plan
@@ -43,8 +48,16 @@ class DispatchStats:
     invoke_errors: int = 0
 
 
+def managed_timer_start_s(previous_done_s: float | None, now_s: float, window_s: float) -> float:
+    """The start a managed-mode record's size-or-timeout timer is given, so that the batcher
+    releases it when the event source mapping's window closes (buffers/esm_window.py): the
+    window's start if one is open, else now_s - window_s (due at once)."""
+    return window_close_s(previous_done_s, now_s, window_s) - window_s
+
+
 def _request_from_message(message: dict[str, Any], mode: DispatchMode, now_s: float,
-                          default_slo_ms: float | None) -> Request:
+                          default_slo_ms: float | None,
+                          timer_start_s: float | None = None) -> Request:
     try:
         body = json.loads(message["Body"])
         length = int(body["length"])
@@ -54,7 +67,8 @@ def _request_from_message(message: dict[str, Any], mode: DispatchMode, now_s: fl
     except (KeyError, TypeError, ValueError, AttributeError):
         # A malformed message still goes to infer, which reports it failed (then the DLQ).
         length, enqueued_s, tenant, slo_ms = 1, now_s, "default", default_slo_ms
-    arrival_s = enqueued_s if mode is DispatchMode.DISPATCHER else now_s
+    arrival_s = enqueued_s if mode is DispatchMode.DISPATCHER else (
+        now_s if timer_start_s is None else timer_start_s)
     deadline_s = None if slo_ms is None else enqueued_s + float(slo_ms) / 1000.0
     return Request(id=message["MessageId"], length=max(1, length),
                    arrival_s=min(arrival_s, now_s), tenant=tenant, deadline_s=deadline_s,
@@ -86,6 +100,7 @@ class QueueDispatcher:
                                           thread_name_prefix=f"infer-{s.name}")
                        for s in plan.buffers]
         self._in_flight = [threading.Semaphore(2 * s.max_concurrency) for s in plan.buffers]
+        self._done_s: list[float | None] = [None] * len(plan.buffers)  # last invocation's end
         self._threads = [threading.Thread(target=self._receive, args=(i,), daemon=True,
                                           name=f"receive-{s.name}")
                          for i, s in enumerate(plan.buffers)]
@@ -139,8 +154,11 @@ class QueueDispatcher:
                 index, message = self._inbox.get_nowait()
             except queue.Empty:
                 return out
-            mode = self.plan.buffers[index].dispatch_mode
-            request = _request_from_message(message, mode, now, self._default_slo_ms)
+            spec = self.plan.buffers[index]
+            start = None if spec.dispatch_mode is DispatchMode.DISPATCHER else \
+                managed_timer_start_s(self._done_s[index], now, spec.timeout_s)
+            request = _request_from_message(message, spec.dispatch_mode, now,
+                                            self._default_slo_ms, start)
             with self._policy_lock:
                 out.extend(self._batcher.add_to(index, request, now))
 
@@ -180,6 +198,9 @@ class QueueDispatcher:
             done = [m for m in messages if m["MessageId"] not in failed]
             self._delete(self._urls[batch.buffer_name], done)
         finally:
+            done = self._clock()
+            last = self._done_s[batch.buffer_index]
+            self._done_s[batch.buffer_index] = done if last is None else max(last, done)
             self._in_flight[batch.buffer_index].release()
 
     def _report(self, batch: Batch, actual_ms: float) -> None:

@@ -14,9 +14,12 @@ Each policy is tuned for the same trace, lengths, backend and SLO (the `percenti
   search may use. It ignores the SLO, so it bounds cost, not latency.
 Every figure is simulated (modelled), never measured. Every cost is end to end on the policy's
 request path (optimizer/platform/plan_cost.py): MBS and BATCH on their mode's (dispatcher: the
-online path with its dispatcher fleet; managed: the bulk path), Triton-style and no batching on
-the online path as MBS in dispatcher mode, plain_lambda on its own. Tuning and ratios use the
-end-to-end cost; infer and batching costs are reported beside it.
+online path with its dispatcher fleet; managed: the bulk path, batched by the SQS event source
+mapping as AWS runs it), Triton-style and no batching on the online path as MBS in dispatcher
+mode, plain_lambda on its own. Tuning and ratios use the end-to-end cost; infer and batching
+costs are reported beside it. In managed mode (`mbs compare --mode managed`, with SLOs of
+seconds) one more policy, mbs_online, puts the online path beside the bulk one on the same
+workload and SLO: MBS searched in dispatcher mode, for reference.
 
 JSON schema (Comparison.to_dict; tests/test_compare.py checks it):
 {
@@ -27,7 +30,7 @@ JSON schema (Comparison.to_dict; tests/test_compare.py checks it):
   "backend": {"name": "lambda" | "gpu", "profile": str, "device": str, "pricing": {...},
               "memory_choices_mb": [int, ...] | null},
   "policies": {            # keys: "mbs", "batch", "no_batching", "triton", "plain_lambda",
-                           #       "oracle"
+                           #       "oracle"; in managed mode also "mbs_online"
     NAME: {
       ...PlanMetrics.to_dict():  end_to_end_cost_per_million_usd (every line item, the figure
                                  plans compete on), infer_cost_per_million_usd (the infer
@@ -37,8 +40,10 @@ JSON schema (Comparison.to_dict; tests/test_compare.py checks it):
                                  (both aliases of end to end since mbs.compare/2; in /1
                                  cost_per_million_usd was the batching cost), p50_ms, p95_ms,
                                  p99_ms, slo_attainment, padding_overhead, invocations,
-                                 requests, cold_starts, mean_batch_size, cost {line items in
-                                 USD, path, totals}, per_buffer {...},
+                                 requests, cold_starts, mean_batch_size, low_traffic_share and
+                                 low_traffic_p99_bound_ms (managed mode's low-traffic wait,
+                                 optimizer/platform/metrics.py), cost {line items in USD, path,
+                                 totals}, per_buffer {...},
       "tail_ms": float,            # the percentile-th latency
       "feasible": bool,            # tail_ms <= slo_ms
       "plan": {...} | null,        # Plan.to_dict(); null for the oracle
@@ -46,14 +51,15 @@ JSON schema (Comparison.to_dict; tests/test_compare.py checks it):
       "settings": {...},           # the tuned knobs (e.g. the oracle's memory_mb, max_batch;
                                    # for searched ones max_buffers, search_feasible and
                                    # search_message)
-      "search": {"wall_s": float, "evaluations": int}   # only "mbs" and "batch"
+      "search": {"wall_s": float, "evaluations": int}   # only the searched ones
     }
   },
   "ratios": {
     "cost_vs_mbs": {"batch": x, "no_batching": x, "triton": x, "plain_lambda": x,
                     "oracle": x},                        # end to end, policy / mbs
     "padding_vs_mbs": {...}, "invocations_vs_mbs": {...},                    # policy / mbs
-    "mbs_vs_oracle": x                                                        # mbs / oracle
+    "mbs_vs_oracle": x,                                                       # mbs / oracle
+    "mbs_vs_online": x               # managed mode only: mbs (bulk) / mbs_online (online)
   }                                  # a ratio is null where its denominator is 0
 }
 With several rates (`mbs compare --rate-scale 1,10,100`), RateSweep.to_dict:
@@ -64,7 +70,7 @@ With several rates (`mbs compare --rate-scale 1,10,100`), RateSweep.to_dict:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from optimizer.compare.grid import (
@@ -81,6 +87,7 @@ SCHEMA = "mbs.compare/2"
 RATES_SCHEMA = "mbs.compare-rates/1"
 POLICIES = ("mbs", "batch", "no_batching", "triton", "plain_lambda", "oracle")
 BASELINES = ("batch", "no_batching", "triton", "plain_lambda", "oracle")
+ONLINE_REFERENCE = "mbs_online"  # managed mode: MBS planned for the online path, beside it
 COST_FIGURES = ("end_to_end_cost_per_million_usd", "infer_cost_per_million_usd",
                 "batching_cost_per_million_usd")
 Progress = Callable[[str], None]
@@ -104,6 +111,11 @@ class Comparison:
         if missing:
             raise ValueError(f"a comparison needs every policy, missing {missing}")
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every policy compared: POLICIES, then the online reference where there is one."""
+        return POLICIES + ((ONLINE_REFERENCE,) if ONLINE_REFERENCE in self.outcomes else ())
+
     def cost_usd(self, name: str) -> float:
         """A policy's end-to-end cost per 1M requests (simulated)."""
         return self.outcomes[name].metrics.end_to_end_cost_per_million_usd
@@ -125,6 +137,8 @@ class Comparison:
             out["padding_vs_mbs"][name] = _ratio(other.padding_overhead, mbs.padding_overhead)
             out["invocations_vs_mbs"][name] = _ratio(other.invocations, mbs.invocations)
         out["mbs_vs_oracle"] = _ratio(self.cost_usd("mbs"), self.cost_usd("oracle"))
+        if ONLINE_REFERENCE in self.outcomes:
+            out["mbs_vs_online"] = _ratio(self.cost_usd("mbs"), self.cost_usd(ONLINE_REFERENCE))
         return out
 
     def to_dict(self, workload: str, backend: Backend, rate_scale: float = 1.0) -> dict[str, Any]:
@@ -139,7 +153,7 @@ class Comparison:
             "percentile": self.percentile,
             "mode": self.mode,
             "backend": backend.to_dict(),
-            "policies": {name: self.outcomes[name].to_dict() for name in POLICIES},
+            "policies": {name: self.outcomes[name].to_dict() for name in self.names},
             "ratios": self.ratios(),
         }
 
@@ -191,6 +205,8 @@ def compare(bench: Workbench, tuner: Tuner, settings: CompareSettings,
     MBS's and BATCH's searches are independent, with the same budget and seed; MBS's space
     holds every one-buffer plan, so where MBS comes out dearer than BATCH the search's budget,
     not the space, is the cause.
+    In managed mode MBS is also searched in dispatcher mode (ONLINE_REFERENCE), so that the
+    online path's figures stand beside the bulk path's.
     Parameters: tuner runs the search (compare_search.search_tuner, or a stub in tests);
     grids, if already simulated on this trace, are reused for the grid baselines.
     Returns: the Comparison, every figure simulated.
@@ -208,6 +224,13 @@ def compare(bench: Workbench, tuner: Tuner, settings: CompareSettings,
                 "plain_lambda": pick_plain_lambda(grids, bench),
                 "oracle": oracle_outcome(bench, settings.memory_choices_mb,
                                          settings.oracle_max_batch)}
+    if bench.mode == "managed":
+        say(f"searching MBS plans for the online path (dispatcher mode, {settings.evals} "
+            "evals), for reference")
+        online = searched(replace(bench, mode="dispatcher"), tuner, ONLINE_REFERENCE,
+                          settings.max_buffers, settings.evals)
+        outcomes[ONLINE_REFERENCE] = replace(online, tuning=online.tuning + "; dispatcher "
+                                             "mode, priced on the online path, for reference")
     return Comparison(bench.slo_ms, bench.percentile, bench.mode, outcomes)
 
 

@@ -64,6 +64,7 @@ class EstimatorContext:
     _counts: _Lru = field(default_factory=lambda: _Lru(_CACHE_ENTRIES), repr=False)
     _pairs: _Lru = field(default_factory=lambda: _Lru(_CACHE_ENTRIES), repr=False)
     _positions: _Lru = field(default_factory=lambda: _Lru(4 * _CACHE_ENTRIES), repr=False)
+    _windows: _Lru = field(default_factory=lambda: _Lru(_CACHE_ENTRIES), repr=False)
 
     @classmethod
     def build(cls, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms: ServiceTime,
@@ -111,6 +112,23 @@ class EstimatorContext:
         key = round(offset_s, 6)
         return self._positions.get_or(
             key, lambda: np.searchsorted(self.arrivals_s, self.arrivals_s + key, side="left"))
+
+    def window_counts(self, timeout_ms: int, points: int) -> tuple[np.ndarray, np.ndarray]:
+        """At u_j = (j + 1/2) / points * T: the arrivals besides each one in [t + u_j - T,
+        t + u_j), and those after it in (t, t + u_j); two (arrivals, points) arrays, cached."""
+        def make() -> tuple[np.ndarray, np.ndarray]:
+            window_s = timeout_ms / 1000.0
+            index = np.arange(self.requests)
+            us = (np.arange(points) + 0.5) / points * window_s
+            ends = [np.searchsorted(self.arrivals_s, self.arrivals_s + u, side="left")
+                    for u in us]
+            starts = [np.searchsorted(self.arrivals_s, self.arrivals_s + u - window_s,
+                                      side="left") for u in us]
+            others = np.stack([np.maximum(e - s - 1, 0) for e, s in zip(ends, starts,
+                                                                          strict=True)], axis=1)
+            ahead = np.stack([np.maximum(e - index - 1, 0) for e in ends], axis=1)
+            return others, ahead
+        return self._windows.get_or((timeout_ms, points), make)
 
     def pairs(self, timeout_ms: int, band: int) -> tuple[np.ndarray, Pairs]:
         """The Palm sample rows used, and (i, d, t_{i+d} - t_i) for i in them and

@@ -55,6 +55,7 @@ class PlatformLoad:
     busy_chance: np.ndarray  # P(all environments busy) from local fluctuations
     wait_class: np.ndarray  # index into class_means_ms for that exponential wait
     class_means_ms: np.ndarray
+    startup_cold: float = 0.0  # the part of cold_starts from the INIT cascade at the start
 
     @property
     def waits(self) -> bool:
@@ -265,7 +266,7 @@ def platform_load(arrivals_s: np.ndarray, positions: Positions, keep_alive_start
     backlog = _backlog_ms(arrivals_s, stream.openings * stream.work_ms, servers, stream.busy_ms,
                           init_s)
     return PlatformLoad(cold, startup.overflow, share, backlog, busy_chance, wait_class,
-                        class_means)
+                        class_means, float(np.sum(startup.created)))
 
 
 def _backlog_ms(arrivals_s: np.ndarray, work_ms: np.ndarray, servers: int, busy_ms: float,

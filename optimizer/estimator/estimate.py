@@ -1,5 +1,8 @@
 """Analytical estimator: a plan's cost and latency on a workload, without replaying the trace.
 
+Dispatcher-mode buffers are estimated here; managed-mode ones, batched by the SQS event source
+mapping as AWS runs it, in optimizer/estimator/esm.py, on the same pieces (pieces.py).
+
 `EstimatorContext.build(...)` once per workload (context.py), then `estimate(plan,
 ctx)` per plan: tens of ms or less, pure numpy/scipy, no clock reads, so the Bayesian search
 can call it thousands of times. The discrete-event simulator (optimizer/sim/engine.py) judges
@@ -41,48 +44,38 @@ shows at high rate scales where it holds about 1% of requests.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from buffers.plan import BufferSpec, Plan
+from buffers.plan import BufferSpec, DispatchMode, Plan
 from optimizer.estimator.batch_waits import wait_histograms
 from optimizer.estimator.batching import BatchFormation, batch_formation
 from optimizer.estimator.context import EstimatorContext
 from optimizer.estimator.environments import LaunchStream, PlatformLoad, platform_load
+from optimizer.estimator.esm import estimate_managed_buffer
 from optimizer.estimator.latency import (
     LatencyCdf,
     convolve_rows,
-    latency_figures,
     max_length_pmf,
     queue_masses,
     spread_rows,
+    tail_figures,
 )
-from optimizer.platform.bulk_items import receive_calls
-from optimizer.platform.metrics import BufferMetrics, CostBreakdown, PlanMetrics
-from optimizer.platform.plan_cost import buffer_path, plan_cost, plan_paths
-from optimizer.platform.pricing import MB_PER_GB
-from optimizer.platform.request_paths import InferBill
+from optimizer.estimator.pieces import (
+    LATENCY_BINS,
+    QUEUE_TAIL_MEANS,
+    Service,
+    buffer_cost,
+    empty_buffer,
+    rounded_busy,
+    service_by_size,
+    service_cv2,
+    startup_parts,
+)
+from optimizer.platform.metrics import BufferMetrics, PlanMetrics
+from optimizer.platform.plan_cost import plan_cost, plan_paths
 
 __all__ = ["EstimatorContext", "estimate", "estimate_buffer"]
 
-LATENCY_BINS = 512  # grid points per buffer's latency distribution
-_BUSY_STEP = 0.01  # mean busy time is rounded to 1% steps in log space for the load windows
-_QUEUE_TAIL_MEANS = 6.0  # the latency grid reaches this many mean environment waits further
-_OVERFLOW_PARTS = 4  # a uniform wait for INIT to end, as this many shifted copies
-
-
-@dataclass(frozen=True)
-class _Service:
-    """Per batch size: expected billed ms, service ms, padded length, and the raw tables."""
-
-    sizes: np.ndarray
-    batches: np.ndarray  # expected batches of each size
-    billed_ms: np.ndarray
-    service_ms: np.ndarray
-    padded: np.ndarray
-    table_ms: np.ndarray  # t(s, l) over the buffer's lengths
-    max_pmf: np.ndarray  # P(M_s = l)
 
 
 def _effective_batch(spec: BufferSpec, cdf: np.ndarray, lengths: np.ndarray) -> int:
@@ -95,36 +88,13 @@ def _effective_batch(spec: BufferSpec, cdf: np.ndarray, lengths: np.ndarray) -> 
     return int(sizes[fits[-1]]) if fits.size else 1
 
 
-def _service(ctx: EstimatorContext, spec: BufferSpec, size_weights: np.ndarray,
-             cdf: np.ndarray, lengths: np.ndarray) -> _Service:
-    sizes = np.nonzero(size_weights > 0)[0]
-    table = ctx.service.rows(spec.memory_mb, sizes)[:, spec.min_length: spec.max_length + 1]
-    step = ctx.pricing.billing_granularity_ms
-    billed = np.ceil(np.maximum(table, 0.0) / step) * step
-    max_pmf = max_length_pmf(cdf, sizes)
-    return _Service(sizes, size_weights[sizes], np.sum(max_pmf * billed, axis=1),
-                    np.sum(max_pmf * table, axis=1), np.einsum("sl,l->s", max_pmf, lengths), table,
-                    max_pmf)
-
-
-def _cost(ctx: EstimatorContext, spec: BufferSpec, requests: float, svc: _Service,
-          cold_starts: float) -> CostBreakdown:
-    invocations = float(np.sum(svc.batches))
-    billed_ms = (float(np.sum(svc.batches * svc.billed_ms))
-                 + cold_starts * ctx.rules.init_billed_ms(True))
-    bill = InferBill(gb_s=billed_ms / 1000.0 * spec.memory_mb / MB_PER_GB,
-                     invocations=invocations)
-    return ctx.billing.buffer_cost(buffer_path(spec), requests, bill,
-                                   receive_calls(svc.sizes, svc.batches))
-
-
-def _latency(ctx: EstimatorContext, spec: BufferSpec, form: BatchFormation, svc: _Service,
+def _latency(ctx: EstimatorContext, spec: BufferSpec, form: BatchFormation, svc: Service,
              load: PlatformLoad, requests: float) -> LatencyCdf:
     """Wait + service (+ environment wait), per batch size, and its cold-start shares."""
     queue_tail = float(load.backlog_ms.max(initial=0.0))
     waits = load.waits
     if waits:
-        queue_tail += _QUEUE_TAIL_MEANS * float(load.class_means_ms.max())
+        queue_tail += QUEUE_TAIL_MEANS * float(load.class_means_ms.max())
     top_ms = spec.timeout_ms + float(svc.table_ms.max()) + queue_tail
     step = max(top_ms, 1.0) / (LATENCY_BINS - 1)
     rows, pairs = ctx.pairs(spec.timeout_ms, form.band) if form.max_batch > 1 else (None, None)
@@ -138,23 +108,10 @@ def _latency(ctx: EstimatorContext, spec: BufferSpec, form: BatchFormation, svc:
                              load.class_means_ms, step, LATENCY_BINS)
         base = convolve_rows(base[None, :], queue[None, :], LATENCY_BINS)
     base *= requests / max(float(np.sum(base)), 1e-300)
-    return LatencyCdf(step, base, _startup_parts(ctx, load, float(np.sum(svc.batches))))
+    return LatencyCdf(step, base, startup_parts(ctx, load, float(np.sum(svc.batches))))
 
 
-def _startup_parts(ctx: EstimatorContext, load: PlatformLoad,
-                   batches: float) -> tuple[tuple[float, float], ...]:
-    """Shares of requests that sit through a cold start (+cold_ms), or wait for the first
-    environments' INIT to end (+U(0, cold_ms), as _OVERFLOW_PARTS shifted copies)."""
-    cold_ms = ctx.rules.cold_start_ms
-    cold = min(1.0, load.cold_starts / max(batches, 1e-300))
-    overflow = min(1.0 - cold, load.startup_overflow / max(batches, 1e-300))
-    shifts = (np.arange(_OVERFLOW_PARTS) + 0.5) / _OVERFLOW_PARTS * cold_ms
-    parts = ((1.0 - cold - overflow, 0.0), (cold, cold_ms),
-             *((overflow / _OVERFLOW_PARTS, float(x)) for x in shifts))
-    return tuple(part for part in parts if part[0] > 0) or ((1.0, 0.0),)
-
-
-def _per_opener(form: BatchFormation, svc: _Service) -> tuple[np.ndarray, np.ndarray]:
+def _per_opener(form: BatchFormation, svc: Service) -> tuple[np.ndarray, np.ndarray]:
     """E[model time] and E[size] of the batch each arrival would open, given its K_i."""
     by_size = np.zeros(form.max_batch + 1)
     by_size[svc.sizes] = svc.service_ms
@@ -164,54 +121,32 @@ def _per_opener(form: BatchFormation, svc: _Service) -> tuple[np.ndarray, np.nda
     return np.einsum("ks,s->k", given, by_size)[at], np.einsum("ks,s->k", given, sizes)[at]
 
 
-def _service_cv2(svc: _Service) -> float:
-    """Squared coefficient of variation of a batch's model time, over sizes and lengths."""
-    share = svc.batches / max(float(np.sum(svc.batches)), 1e-300)
-    mean = float(np.sum(share * svc.service_ms))
-    second = float(np.sum(share * np.sum(svc.max_pmf * svc.table_ms ** 2, axis=1)))
-    return max(second / max(mean * mean, 1e-300) - 1.0, 0.0)
-
-
-def _rounded(busy_ms: float) -> float:
-    """busy_ms to 1% steps (it only sets load windows), so that their positions are reused."""
-    if busy_ms <= 1.0:
-        return busy_ms
-    return float(np.exp(np.round(np.log(busy_ms) / _BUSY_STEP) * _BUSY_STEP))
-
-
-def _empty_buffer(ctx: EstimatorContext, spec: BufferSpec) -> tuple[BufferMetrics, LatencyCdf]:
-    """No requests: no invocations, but a managed buffer's queues are still polled."""
-    cost = ctx.billing.buffer_cost(buffer_path(spec), 0.0, InferBill(0.0, 0.0))
-    metrics = BufferMetrics(requests=0.0, invocations=0.0, cost=cost, p50_ms=0.0,
-                            p95_ms=0.0, p99_ms=0.0, slo_attainment=1.0, real_tokens=0.0,
-                            padded_tokens=0.0, cold_starts=0.0)
-    return metrics, LatencyCdf(1.0, np.zeros(1), ((1.0, 0.0),))
-
-
 def estimate_buffer(spec: BufferSpec, ctx: EstimatorContext) -> tuple[BufferMetrics, LatencyCdf]:
-    """One buffer's expected figures and its latency distribution."""
+    """One buffer's expected figures and its latency distribution (managed mode: esm.py)."""
+    if spec.dispatch_mode is DispatchMode.MANAGED:
+        return estimate_managed_buffer(spec, ctx)
     pmf = ctx.length_pmf[spec.min_length: spec.max_length + 1]
     p = float(np.sum(pmf))
     if p <= 0.0 or ctx.requests == 0:
-        return _empty_buffer(ctx, spec)
+        return empty_buffer(ctx, spec)
     lengths = np.arange(spec.min_length, spec.max_length + 1, dtype=np.float64)
     cdf = np.minimum(np.cumsum(pmf) / p, 1.0)
     p = min(p, 1.0)
     form = batch_formation(ctx.counts(spec.timeout_ms), p, _effective_batch(spec, cdf, lengths))
-    svc = _service(ctx, spec, p * form.size_weights(), cdf, lengths)
+    svc = service_by_size(ctx, spec, p * form.size_weights(), cdf, lengths)
     requests = p * ctx.requests
     batches = max(float(np.sum(svc.batches)), 1e-300)
-    busy_ms = _rounded(float(np.sum(svc.batches * svc.service_ms)) / batches)
+    busy_ms = rounded_busy(float(np.sum(svc.batches * svc.service_ms)) / batches)
     stream = LaunchStream(p, p * form.openers, form.timeout_probability(), spec.timeout_ms,
                           busy_ms, *_per_opener(form, svc), form.max_batch,
-                          spec.max_concurrency, _service_cv2(svc))
+                          spec.max_concurrency, service_cv2(svc))
     load = platform_load(ctx.arrivals_s, ctx.positions, ctx.keep_alive_start, stream,
                          ctx.rules.cold_start_ms)
     cdf_ms = _latency(ctx, spec, form, svc, load, requests)
     metrics = BufferMetrics(
         requests=requests, invocations=float(np.sum(svc.batches)),
-        cost=_cost(ctx, spec, requests, svc, load.cold_starts),
-        **latency_figures([cdf_ms], ctx.slo_ms),
+        cost=buffer_cost(ctx, spec, requests, svc, load.cold_starts),
+        **tail_figures([cdf_ms], ctx.slo_ms, 0.0),
         real_tokens=requests * float(np.sum(pmf * lengths)) / p,
         padded_tokens=float(np.sum(svc.batches * svc.sizes * svc.padded)),
         cold_starts=load.cold_starts)
@@ -246,7 +181,8 @@ def combine_buffers(plan: Plan, parts: list[tuple[BufferMetrics, LatencyCdf]],
         requests=float(sum(m.requests for m in ms)),
         invocations=float(sum(m.invocations for m in ms)),
         cost=plan_cost([m.cost for m in ms], ctx.billing.run_cost(plan_paths(plan))),
-        **latency_figures([cdf for _, cdf in parts], ctx.slo_ms),
+        **tail_figures([cdf for _, cdf in parts], ctx.slo_ms,
+                       ctx.rules.esm.low_traffic_extra_ms),
         real_tokens=float(sum(m.real_tokens for m in ms)),
         padded_tokens=float(sum(m.padded_tokens for m in ms)),
         cold_starts=float(sum(m.cold_starts for m in ms)),

@@ -142,12 +142,26 @@ class LatencyCdf:
 
     `base[j]` requests finish near j*step_ms (spread over the cell); `parts` are (share,
     shift_ms) pairs, e.g. (0.99, 0) for warm requests and (0.01, cold_ms) for those that also
-    sit through a cold start; shares sum to 1.
+    sit through a cold start; shares sum to 1. `exposed` (managed mode), the part of `base`
+    whose requests found their poller's window lapsed, may wait longer (low_traffic below).
     """
 
     step_ms: float
     base: np.ndarray
     parts: tuple[tuple[float, float], ...]
+    exposed: np.ndarray | None = None
+
+    @property
+    def exposed_total(self) -> float:
+        return 0.0 if self.exposed is None else float(np.sum(self.exposed))
+
+    def low_traffic(self, extra_ms: float) -> tuple[LatencyCdf, ...]:
+        """This distribution with the exposed requests extra_ms later, as a mixture."""
+        if self.exposed is None or extra_ms <= 0:
+            return (self,)
+        later = tuple((share, shift + extra_ms) for share, shift in self.parts)
+        return (LatencyCdf(self.step_ms, self.base - self.exposed, self.parts),
+                LatencyCdf(self.step_ms, self.exposed, later))
 
     @property
     def total(self) -> float:
@@ -182,6 +196,21 @@ def _quantile(cdfs: list[LatencyCdf], total: float, coarse: np.ndarray, share: n
         return float(fine[k])
     frac = (q - fine_share[k - 1]) / (fine_share[k] - fine_share[k - 1])
     return float(fine[k - 1] + frac * (fine[k] - fine[k - 1]))
+
+
+def tail_figures(cdfs: list[LatencyCdf], slo_ms: float,
+                 low_traffic_extra_ms: float) -> dict[str, float]:
+    """latency_figures, and the low-traffic figures of BufferMetrics (esm_rules.py): the share
+    of exposed requests and the p99 if each waited low_traffic_extra_ms longer."""
+    figures = latency_figures(cdfs, slo_ms)
+    total = sum(c.total for c in cdfs)
+    exposed = sum(c.exposed_total for c in cdfs)
+    bound = figures["p99_ms"]
+    if exposed > 0 and low_traffic_extra_ms > 0:
+        later = [part for c in cdfs for part in c.low_traffic(low_traffic_extra_ms)]
+        bound = latency_figures(later, slo_ms)["p99_ms"]
+    return {**figures, "low_traffic_share": exposed / total if total > 0 else 0.0,
+            "low_traffic_p99_bound_ms": bound}
 
 
 def latency_figures(cdfs: list[LatencyCdf], slo_ms: float) -> dict[str, float]:

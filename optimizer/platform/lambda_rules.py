@@ -7,6 +7,8 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from optimizer.platform.esm_rules import EsmRules
+
 
 @dataclass(frozen=True)
 class LambdaRules:
@@ -23,12 +25,14 @@ class LambdaRules:
     keep_alive_s: how long an idle environment stays warm. AWS does not publish it; community
         measurements put it between about 5 and 15+ minutes and it varies, so 10 min is a guess.
     account_concurrency: the default regional concurrent-executions quota (Lambda quotas page).
+    esm: how managed-mode buffers' SQS event source mappings batch (esm_rules.py).
     """
 
     cold_start_ms: float = 6000.0
     keep_alive_s: float = 600.0
     account_concurrency: int = 1000
     bill_init: bool = True
+    esm: EsmRules = EsmRules()
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.cold_start_ms) and self.cold_start_ms >= 0):

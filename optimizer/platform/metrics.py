@@ -29,6 +29,10 @@ class BufferMetrics:
 
     Counts are floats so that the analytical estimator can report expectations.
     Empty (no requests): latencies 0.0 and SLO attainment 1.0.
+    Managed mode's low-traffic wait (optimizer/platform/esm_rules.py): low_traffic_share is the
+    share of requests that found their poller's batching window lapsed (AWS documents that
+    Lambda may then wait up to 20 s); low_traffic_p99_bound_ms is the p99 if each of them did
+    (equal to p99_ms where none is exposed; None where not computed).
     """
 
     requests: float
@@ -41,6 +45,8 @@ class BufferMetrics:
     real_tokens: float
     padded_tokens: float
     cold_starts: float
+    low_traffic_share: float = 0.0
+    low_traffic_p99_bound_ms: float | None = None
 
     @property
     def end_to_end_cost_per_million_usd(self) -> float:
@@ -92,6 +98,8 @@ class BufferMetrics:
             "requests": self.requests,
             "cold_starts": self.cold_starts,
             "mean_batch_size": self.mean_batch_size,
+            "low_traffic_share": self.low_traffic_share,
+            "low_traffic_p99_bound_ms": self.low_traffic_p99_bound_ms,
             "cost": self.cost.to_dict(),
         }
 
@@ -145,21 +153,39 @@ class BatchLog:
 
 def plan_metrics(log: BatchLog, latency_ms: np.ndarray, request_buffer: np.ndarray,
                  buffer_names: Sequence[str], slo_ms: float, billing: RunBilling,
-                 paths: Sequence[RequestPath]) -> PlanMetrics:
+                 paths: Sequence[RequestPath], exposed: np.ndarray | None = None,
+                 low_traffic_extra_ms: float = 0.0) -> PlanMetrics:
     """Figures for a run: per buffer (each on its request path), then the whole plan, whose
-    cost is the buffers' plus the run's fixed items (plan_cost.py)."""
+    cost is the buffers' plus the run's fixed items (plan_cost.py).
+
+    exposed: per request, whether it found its poller's window lapsed (managed mode), so that
+    it may wait low_traffic_extra_ms longer than simulated (BufferMetrics' low-traffic figures).
+    """
+    exposed = np.zeros(latency_ms.size, bool) if exposed is None else exposed
     per_buffer = {}
     for index, (name, path) in enumerate(zip(buffer_names, paths, strict=True)):
-        per_buffer[name] = _buffer_metrics(log.select(log.buffer == index),
-                                           latency_ms[request_buffer == index], slo_ms,
-                                           billing, path)
+        mine = request_buffer == index
+        per_buffer[name] = _buffer_metrics(log.select(log.buffer == index), latency_ms[mine],
+                                           slo_ms, billing, path, exposed[mine],
+                                           low_traffic_extra_ms)
     cost = plan_cost([m.cost for m in per_buffer.values()], billing.run_cost(paths))
-    whole = _buffer_metrics(log, latency_ms, slo_ms, billing, paths[0])
+    whole = _buffer_metrics(log, latency_ms, slo_ms, billing, paths[0], exposed,
+                            low_traffic_extra_ms)
     return PlanMetrics(**{**whole.__dict__, "cost": cost}, per_buffer=per_buffer)
 
 
+def _low_traffic(latency_ms: np.ndarray, exposed: np.ndarray,
+                 extra_ms: float) -> dict[str, float]:
+    if latency_ms.size == 0:
+        return {"low_traffic_share": 0.0, "low_traffic_p99_bound_ms": 0.0}
+    bound = np.percentile(latency_ms + np.where(exposed, extra_ms, 0.0), 99)
+    return {"low_traffic_share": float(np.mean(exposed)),
+            "low_traffic_p99_bound_ms": float(bound)}
+
+
 def _buffer_metrics(log: BatchLog, latency_ms: np.ndarray, slo_ms: float, billing: RunBilling,
-                    path: RequestPath) -> BufferMetrics:
+                    path: RequestPath, exposed: np.ndarray,
+                    low_traffic_extra_ms: float) -> BufferMetrics:
     requests = int(latency_ms.size)
     bill = InferBill.from_invocations(log.billed_ms, log.memory_mb)
     return BufferMetrics(
@@ -170,4 +196,5 @@ def _buffer_metrics(log: BatchLog, latency_ms: np.ndarray, slo_ms: float, billin
         real_tokens=int(np.sum(log.real_tokens)),
         padded_tokens=int(np.sum(log.size * log.padded_length)),
         cold_starts=int(np.sum(log.cold)),
+        **_low_traffic(latency_ms, exposed, low_traffic_extra_ms),
     )

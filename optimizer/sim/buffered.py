@@ -9,8 +9,10 @@ import numpy as np
 
 from buffers.batcher import MultiBufferBatcher
 from buffers.geared import GearedBatcher
+from buffers.plan import DispatchMode
 from buffers.policies import PolicyType, make_batch_policy
 from buffers.types import Batch, Request
+from optimizer.sim.esm import Done, EventSourceMapping, WindowEnd
 from optimizer.sim.policy import FollowUps, PolicyInputs, register
 
 
@@ -27,15 +29,14 @@ class _Free:
 class BufferedBatching:
     """Batching per buffer with the project's own batcher and a buffers/ batch policy.
 
-    Dispatcher mode: millisecond timers from each request's arrival. Managed mode: the event
-    source mapping's window starts when a poller receives the first record (AWS Lambda
-    developer guide, SQS batching window); its pollers long-poll, so receipt trails arrival by
-    one ReceiveMessage round trip (tens of ms), which we neglect: arrival is taken as receipt.
-    A flushed batch keeps its members while it waits for a free instance, as the dispatcher
-    holds it. At MaximumConcurrency the ESM instead stops receiving, so under overload its real
-    batches grow (closer to the Triton policy); both modes use the dispatcher's rule here.
+    Dispatcher mode: millisecond timers from each request's arrival. A flushed batch keeps its
+    members while it waits for a free instance, as the dispatcher holds it.
+    Managed mode: no batch policy runs; the SQS event source mapping batches, as AWS runs it
+    (optimizer/sim/esm.py: windows that begin when a poller's previous invocation completes,
+    several pollers per queue). Its pollers long-poll, so receipt trails arrival by one
+    ReceiveMessage round trip (tens of ms), which we neglect: arrival is taken as receipt.
     With gears (GearedBatcher), a buffer has one queue per gear; its timer is set for the
-    earliest of them, and its instances are shared by every gear.
+    earliest of them, and its instances are shared by every gear (dispatcher mode only).
     """
 
     def __init__(self, inputs: PolicyInputs) -> None:
@@ -55,6 +56,8 @@ class BufferedBatching:
         self.limits = [spec.max_concurrency for spec in plan.buffers]
         self.busy = [0] * len(plan.buffers)
         self._armed: list[float | None] = [None] * len(plan.buffers)
+        self.esm = _mappings(inputs)
+
 
     def _request(self, index: int) -> Request:
         arrival = self.arrivals_s[index]
@@ -65,6 +68,8 @@ class BufferedBatching:
 
     def on_arrival(self, index: int, now_s: float) -> FollowUps:
         buffer = self.routes[index]
+        if buffer in self.esm:
+            return self.esm[buffer].on_arrival(index, now_s)
         queue = self.batcher.enqueue(buffer, self._request(index), now_s)
         if self.gear_of is not None:
             self.gear_of[index] = self.batcher.gear
@@ -80,7 +85,9 @@ class BufferedBatching:
                 follow_ups += self._launch([batch], now_s)
         return follow_ups
 
-    def on_event(self, event: _Timer | _Free, now_s: float) -> FollowUps:
+    def on_event(self, event: _Timer | _Free | WindowEnd | Done, now_s: float) -> FollowUps:
+        if isinstance(event, WindowEnd | Done):
+            return self.esm[event.buffer].on_event(event, now_s)
         if isinstance(event, _Free):
             self.busy[event.buffer] -= 1
             self._block(event.buffer)
@@ -118,6 +125,19 @@ class BufferedBatching:
                 self._block(batch.buffer_index)
                 follow_ups.append((end_s, _Free(batch.buffer_index)))
         return follow_ups
+
+
+def _mappings(inputs: PolicyInputs) -> dict[int, EventSourceMapping]:
+    """An event source mapping per managed-mode buffer, each with its own seeded split."""
+    rules = inputs.launcher.rules.esm
+    managed = [i for i, spec in enumerate(inputs.plan.buffers)
+               if spec.dispatch_mode is DispatchMode.MANAGED]
+    if managed and inputs.gears is not None:
+        raise ValueError(f"gears apply to dispatcher-mode buffers, got managed buffers "
+                         f"{[inputs.plan.buffers[i].name for i in managed]}")
+    return {i: EventSourceMapping(i, inputs.plan.buffers[i], rules, inputs.launcher,
+                                  inputs.lengths, np.random.default_rng([rules.seed, i]))
+            for i in managed}
 
 
 for _kind in PolicyType:  # every buffers/ batch policy, so a new one is simulated as it lands

@@ -38,6 +38,8 @@ class SimResult:
     batches: BatchLog
     buffer_names: tuple[str, ...]
     gear_of_request: np.ndarray | None = None  # with gears: the gear each request went to
+    exposed: np.ndarray | None = None  # managed mode: found its poller's window lapsed
+    low_traffic_extra_ms: float = 0.0  # how much longer an exposed request may wait
 
 
 def run_events(policy: Policy, arrivals_s: list[float]) -> None:
@@ -86,7 +88,7 @@ def simulate(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms
                                       options, gears))
     run_events(events, arrivals_list)
     billing = RunBilling.for_arrivals(arrivals, pricing, arch, fleet)
-    result = _result(plan, arrivals, lens, routes, launcher, slo_ms, billing)
+    result = _result(plan, arrivals, lens, routes, launcher, slo_ms, billing, rules)
     return result if gears is None else replace(result, gear_of_request=events.gear_of)
 
 
@@ -103,7 +105,8 @@ def _validated(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray,
 
 
 def _result(plan: Plan, arrivals: np.ndarray, lens: np.ndarray, routes: np.ndarray,
-            launcher: Launcher, slo_ms: float, billing: RunBilling) -> SimResult:
+            launcher: Launcher, slo_ms: float, billing: RunBilling,
+            rules: LambdaRules) -> SimResult:
     order = np.asarray(launcher.order, dtype=np.int64)
     rows = launcher.rows
     cols = list(zip(*rows, strict=True)) if rows else [()] * 8
@@ -124,8 +127,12 @@ def _result(plan: Plan, arrivals: np.ndarray, lens: np.ndarray, routes: np.ndarr
                            "lost or served twice")
     latency_ms = (log.end_s[batch_of_request] - arrivals) * 1000.0
     names = tuple(spec.name for spec in plan.buffers)
-    metrics = plan_metrics(log, latency_ms, routes, names, slo_ms, billing, plan_paths(plan))
-    return SimResult(metrics, latency_ms, batch_of_request, log, names)
+    exposed = np.zeros(arrivals.size, bool)
+    exposed[np.asarray(launcher.exposed, dtype=np.int64)] = True
+    metrics = plan_metrics(log, latency_ms, routes, names, slo_ms, billing, plan_paths(plan),
+                           exposed, rules.esm.low_traffic_extra_ms)
+    return SimResult(metrics, latency_ms, batch_of_request, log, names, exposed=exposed,
+                     low_traffic_extra_ms=rules.esm.low_traffic_extra_ms)
 
 
 def repriced(result: SimResult, slo_ms: float, billing: RunBilling,
@@ -135,5 +142,6 @@ def repriced(result: SimResult, slo_ms: float, billing: RunBilling,
     request_buffer = result.batches.buffer[result.batch_of_request]
     paths = (RequestPath(path),) * len(result.buffer_names)
     metrics = plan_metrics(result.batches, result.latency_ms, request_buffer,
-                           result.buffer_names, slo_ms, billing, paths)
+                           result.buffer_names, slo_ms, billing, paths, result.exposed,
+                           result.low_traffic_extra_ms)
     return replace(result, metrics=metrics)

@@ -20,9 +20,12 @@ class Launcher:
         self._service_ms = service_ms
         self._service_cache: dict[tuple[int, int, int], float] = {}
         self._pricing = pricing
-        self._rules = rules
+        self.rules = rules
         self.last_service_ms = 0.0
         self.order: list[int] = []  # request indices in launch order
+        # managed mode: requests that found their poller's window lapsed, exposed to the
+        # documented low-traffic wait (optimizer/sim/esm.py)
+        self.exposed: list[int] = []
         self.rows: list[tuple[int, int, int, float, float, float, bool, int]] = []
 
     def launch(self, buffer: int, members: Sequence[int], padded_length: int,
@@ -39,10 +42,10 @@ class Launcher:
         self.last_service_ms = service_ms
         pool = self.pools[buffer]
         start_s, cold = pool.acquire(now_s)
-        busy_ms = service_ms + (self._rules.cold_start_ms if cold else 0.0)
+        busy_ms = service_ms + (self.rules.cold_start_ms if cold else 0.0)
         end_s = start_s + busy_ms / 1000.0
         pool.release(end_s)
-        billed = self._pricing.billed_ms(service_ms + self._rules.init_billed_ms(cold))
+        billed = self._pricing.billed_ms(service_ms + self.rules.init_billed_ms(cold))
         self.order.extend(members)
         self.rows.append((buffer, len(members), padded_length, start_s, busy_ms, service_ms,
                           cold, billed))
