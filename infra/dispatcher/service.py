@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from buffers.batcher import MultiBufferBatcher
-from buffers.gears import GearSelector, GearSet, check_layout
+from buffers.geared import GearedBatcher
+from buffers.gears import GearSet
 from buffers.plan import Plan
 from buffers.policies import make_batch_policy
 from buffers.router import LengthRouter
@@ -44,11 +45,10 @@ class OnlineService:
         self.stats = ServiceStats()
         self._invoker, self._predict_ms = invoker, predict_ms
         self._policy = make_batch_policy(policy or plan.policy, predict_ms)
-        self._batchers = [MultiBufferBatcher(plan, self._policy)]
-        self._selector = None if gears is None else GearSelector(gears.config)
-        if gears is not None:
-            check_layout(plan, gears.plans[0], "the gear set")
-            self._batchers = [MultiBufferBatcher(p, self._policy) for p in gears.plans]
+        # One batcher: the plan's, or the gear set's (buffers/geared.py), as in the simulator.
+        self._batcher: MultiBufferBatcher | GearedBatcher = (
+            MultiBufferBatcher(plan, self._policy) if gears is None
+            else GearedBatcher(plan, gears, self._policy))
         self._router = LengthRouter(plan)
         count = len(plan.buffers)
         self._caps = [s.max_concurrency for s in plan.buffers]
@@ -137,9 +137,8 @@ class OnlineService:
     def _enqueue(self, prepared: PreparedInput, b: int, now: float, deadline: float | None,
                  tenant: str) -> Waiting:
         w = Waiting(str(next(self._ids)), prepared, b, now, self.loop.create_future())
-        batcher = self._batchers[0 if self._selector is None else self._selector.observe(now)]
-        batcher.queues[b].add(Request(id=w.id, length=prepared.tokens, arrival_s=now,
-                                      tenant=tenant, deadline_s=deadline, payload=w))
+        self._batcher.enqueue(b, Request(id=w.id, length=prepared.tokens, arrival_s=now,
+                                         tenant=tenant, deadline_s=deadline, payload=w), now)
         self._waiting += 1
         if deadline is not None and self.slo_ms is not None:
             give_up_s = admission.give_up_at_s(deadline, self._service[b].mean_s, self.slo_ms)
@@ -160,8 +159,8 @@ class OnlineService:
     def _take_next(self, b: int, now: float) -> Batch | None:
         if self._backlog[b]:
             return self._backlog[b].popleft()
-        for batcher in self._batchers:
-            if (batch := batcher.queues[b].take_next(now)) is not None:
+        for queue in self._batcher.buffer_queues(b):
+            if (batch := queue.take_next(now)) is not None:
                 return batch
         return None
 
@@ -173,8 +172,8 @@ class OnlineService:
             self._launch(batch, now)
 
     def _set_blocked(self, b: int) -> None:
-        for batcher in self._batchers:
-            batcher.queues[b].blocked = self._in_flight[b] >= self._caps[b]
+        for queue in self._batcher.buffer_queues(b):
+            queue.blocked = self._in_flight[b] >= self._caps[b]
 
     def _launch(self, batch: Batch, now: float) -> None:
         self._waiting -= batch.size
@@ -244,8 +243,7 @@ class OnlineService:
 
     def _schedule(self) -> None:
         """Arm one loop timer for the earliest moment a buffer's policy must be polled."""
-        due = min((d for batcher in self._batchers if (d := batcher.next_due_s()) is not None),
-                  default=None)
+        due = self._batcher.next_due_s()
         if due == self._timer_at:
             return
         if self._timer is not None:
@@ -268,8 +266,8 @@ class OnlineService:
         self._draining = True
         now = self.loop.time()
         for b in range(len(self.plan.buffers)):
-            for batcher in self._batchers:
-                self._backlog[b].extend(batcher.queues[b].drain(now))
+            for queue in self._batcher.buffer_queues(b):
+                self._backlog[b].extend(queue.drain(now))
             self._launch_ready(b, now)
         self._schedule()
         self._check_idle()
