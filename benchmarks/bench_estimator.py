@@ -33,7 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from buffers.plan import Plan, default_plan_path, load_plan, plan_from_dict  # noqa: E402
+from buffers.plan import Plan  # noqa: E402
+from buffers.plan_files import default_plan_path, load_plan, plan_from_dict  # noqa: E402
 from optimizer.estimator.batching import binomial_table, forward_counts  # noqa: E402
 from optimizer.estimator.estimate import EstimatorContext, estimate  # noqa: E402
 from optimizer.platform.pricing import Pricing  # noqa: E402

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from buffers.plan import default_plan_path, load_plan  # noqa: E402
+from buffers.plan_files import default_plan_path, load_plan  # noqa: E402
 from infra.client.audit import audit_stack  # noqa: E402
 from infra.client.replay import replay  # noqa: E402
 from infra.local.stack import LocalStack  # noqa: E402

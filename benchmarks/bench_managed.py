@@ -36,7 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from buffers.plan import Plan, default_plan_path, load_plan, plan_from_dict  # noqa: E402
+from buffers.plan import Plan  # noqa: E402
+from buffers.plan_files import default_plan_path, load_plan, plan_from_dict  # noqa: E402
 from optimizer.compare.comparison import ONLINE_REFERENCE, compare  # noqa: E402
 from optimizer.compare.tuning import search_settings, search_tuner  # noqa: E402
 from optimizer.compare.workbench import Workbench  # noqa: E402

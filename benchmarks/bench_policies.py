@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.research.fairness import service_curves, token_bucket_admit  # noqa: E402
-from buffers.plan import default_plan_path, load_plan, plan_from_dict  # noqa: E402
+from buffers.plan_files import default_plan_path, load_plan, plan_from_dict  # noqa: E402
 from optimizer.platform.latency_model import load_profile  # noqa: E402
 from optimizer.platform.pricing import Pricing  # noqa: E402
 from optimizer.sim.engine import simulate  # noqa: E402

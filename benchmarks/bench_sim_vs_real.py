@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from buffers.plan import default_plan_path, load_plan, plan_from_dict  # noqa: E402
+from buffers.plan_files import default_plan_path, load_plan, plan_from_dict  # noqa: E402
 from infra.client.replay import replay  # noqa: E402
 from infra.local.serving import LocalService  # noqa: E402
 from optimizer.platform.lambda_rules import LambdaRules  # noqa: E402

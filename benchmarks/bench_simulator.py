@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from buffers.plan import default_plan_path, load_plan
+from buffers.plan_files import default_plan_path, load_plan
 from optimizer.platform.pricing import Pricing
 from optimizer.sim.baselines import no_batching_plan, triton_plan
 from optimizer.sim.engine import simulate

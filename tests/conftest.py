@@ -14,7 +14,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from buffers.plan import Plan, default_plan_path, load_plan
+from buffers.plan import Plan
+from buffers.plan_files import default_plan_path, load_plan
 from functions.shared import deps
 from infra.local.stack import StackResources, create_resources
 

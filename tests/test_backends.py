@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from buffers.plan import default_plan_path, load_plan
+from buffers.plan_files import default_plan_path, load_plan
 from infra.cli import compare as compare_cmd
 from infra.cli.main import build_parser, main
 from optimizer.compare.comparison import CompareSettings

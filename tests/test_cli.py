@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from buffers.plan import default_plan_path, load_plan
+from buffers.plan_files import default_plan_path, load_plan
 from infra.cli.main import COMMANDS, main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

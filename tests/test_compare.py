@@ -13,7 +13,8 @@ from functools import cache
 import numpy as np
 import pytest
 
-from buffers.plan import BufferSpec, DispatchMode, Plan, default_plan_path, load_plan
+from buffers.plan import BufferSpec, DispatchMode, Plan
+from buffers.plan_files import default_plan_path, load_plan
 from infra.cli import compare as compare_cmd
 from infra.cli.main import build_parser
 from optimizer.compare.comparison import (

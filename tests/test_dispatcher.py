@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from buffers.plan import plan_from_dict
+from buffers.plan_files import plan_from_dict
 from infra.dispatcher.queue_dispatcher import QueueDispatcher, managed_timer_start_s
 from infra.local.stack import create_resources
 

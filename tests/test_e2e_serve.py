@@ -15,7 +15,7 @@ import boto3
 import numpy as np
 import pytest
 
-from buffers.plan import default_plan_path, load_plan
+from buffers.plan_files import default_plan_path, load_plan
 from infra.local.moto_process import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from buffers.plan import default_plan_path, load_plan, plan_from_dict
+from buffers.plan_files import default_plan_path, load_plan, plan_from_dict
 from infra.local.stack import LocalStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]

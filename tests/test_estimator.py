@@ -7,7 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from buffers.plan import BufferSpec, DispatchMode, Plan, default_plan_path, load_plan
+from buffers.plan import BufferSpec, DispatchMode, Plan
+from buffers.plan_files import default_plan_path, load_plan
 from optimizer.estimator.batching import batch_formation, forward_counts
 from optimizer.estimator.estimate import EstimatorContext, estimate
 from optimizer.estimator.latency import max_length_pmf

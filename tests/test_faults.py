@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from buffers.plan import default_plan_path, load_plan, plan_from_dict
+from buffers.plan_files import default_plan_path, load_plan, plan_from_dict
 from infra.client.audit import audit_stack
 from infra.local.stack import LocalStack
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode, openapi
 
-from buffers.plan import default_plan_path, load_plan
+from buffers.plan_files import default_plan_path, load_plan
 from infra.local.stack import LocalStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]

@@ -10,7 +10,8 @@ import pytest
 
 from buffers.geared import GearedBatcher
 from buffers.gears import GearConfig, GearSelector, GearSet, gears_from_plan
-from buffers.plan import BufferSpec, Plan, PlanError, load_plan, save_plan
+from buffers.plan import BufferSpec, Plan, PlanError
+from buffers.plan_files import load_plan, save_plan
 from buffers.types import FlushReason, Request
 from optimizer.platform.lambda_rules import LambdaRules
 from optimizer.platform.pricing import Pricing

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from buffers.plan import default_plan_path, load_plan
+from buffers.plan_files import default_plan_path, load_plan
 from buffers.router import LengthRouter
 from functions.logic.submit import Job, SubmitPorts, SubmitStatus, Submitted, submit
 from functions.shared.queues import QueueDepth, QueueSender

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from openai import OpenAI
 
-from buffers.plan import default_plan_path, load_plan
+from buffers.plan_files import default_plan_path, load_plan
 from functions.shared.encoder_dir import EncoderDirError, read_encoder_spec
 from functions.shared.model import Embedder, ModelLoadError, get_embedder
 from functions.shared.tokenizer import batch_tokenizer

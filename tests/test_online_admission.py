@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from buffers.plan import PlanError, default_plan_path, load_plan
+from buffers.plan import PlanError
+from buffers.plan_files import default_plan_path, load_plan
 from infra.dispatcher import admission
 from infra.dispatcher.config import InvokeMode, config_from_env
 from tests.support.online import small_plan

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode, openapi
 
-from buffers.plan import default_plan_path, load_plan
+from buffers.plan_files import default_plan_path, load_plan
 from infra.dispatcher.app import create_app
 from infra.dispatcher.server import BackgroundServer
 from tests.support.online import post_json

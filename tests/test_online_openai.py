@@ -7,7 +7,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from buffers.plan import default_plan_path, load_plan
+from buffers.plan_files import default_plan_path, load_plan
 from functions.shared.model import StandInEmbedder
 from infra.dispatcher.app import create_app
 from infra.dispatcher.server import BackgroundServer

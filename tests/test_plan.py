@@ -16,11 +16,8 @@ from buffers.plan import (
     DispatchMode,
     Plan,
     PlanError,
-    default_plan_path,
-    load_plan,
-    plan_from_dict,
-    save_plan,
 )
+from buffers.plan_files import default_plan_path, load_plan, plan_from_dict, save_plan
 
 SHIPPED = ("default", "batch", "managed", "gpu")
 

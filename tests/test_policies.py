@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from buffers.batcher import MultiBufferBatcher
-from buffers.plan import BufferSpec, plan_from_dict
+from buffers.plan import BufferSpec
+from buffers.plan_files import plan_from_dict
 from buffers.policies import (
     DeadlinePolicy,
     PolicyType,

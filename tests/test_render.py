@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from buffers.plan import DispatchMode, Plan, default_plan_path, load_plan, plan_from_dict
+from buffers.plan import DispatchMode, Plan
+from buffers.plan_files import default_plan_path, load_plan, plan_from_dict
 from infra.aws.render import (
     REPO_ROOT,
     DeployParams,

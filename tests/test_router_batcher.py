@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from buffers.batcher import MultiBufferBatcher
 from buffers.padding import EMPTY, PaddingStats, batch_padding
-from buffers.plan import MODEL_MAX_LENGTH, BufferSpec, Plan, default_plan_path, load_plan
+from buffers.plan import MODEL_MAX_LENGTH, BufferSpec, Plan
+from buffers.plan_files import default_plan_path, load_plan
 from buffers.router import LengthRouter
 from buffers.types import Batch, FlushReason, Request
 

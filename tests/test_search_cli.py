@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from buffers.gears import gears_from_plan
-from buffers.plan import load_plan, save_plan
+from buffers.plan_files import load_plan, save_plan
 from infra.cli.main import main
 
 SLICE = ["--workload", "azure-code", "--start", "600", "--duration", "120"]

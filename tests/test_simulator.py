@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from buffers.gears import GearConfig, GearSet
-from buffers.plan import BufferSpec, DispatchMode, Plan, default_plan_path, load_plan
+from buffers.plan import BufferSpec, DispatchMode, Plan
+from buffers.plan_files import default_plan_path, load_plan
 from buffers.policies import PolicyType
 from optimizer.platform.esm_rules import EsmRules
 from optimizer.platform.lambda_rules import InstancePool, LambdaRules

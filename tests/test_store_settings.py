@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from buffers.plan import default_plan_path, load_plan
+from buffers.plan_files import default_plan_path, load_plan
 from functions.shared import deps
 from functions.shared.settings import DEFAULT_MAX_BODY_BYTES, SettingsError, get_settings
 from functions.shared.store import (

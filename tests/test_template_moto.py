@@ -26,7 +26,8 @@ import pytest
 from moto import mock_aws
 from moto.cloudformation.parsing import get_model_map
 
-from buffers.plan import DispatchMode, Plan, plan_from_dict
+from buffers.plan import DispatchMode, Plan
+from buffers.plan_files import plan_from_dict
 from infra.aws.apply import FullDeployNeeded, execute, plan_actions, read_stack
 from infra.aws.render import REPO_ROOT, build_template, plan_env_json
 from infra.aws.template.buffers import BufferIds, esm_settings, visibility_timeout_s

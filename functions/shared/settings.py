@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
-from buffers.plan import Plan, default_plan_path, load_plan, plan_from_dict
+from buffers.plan import Plan
+from buffers.plan_files import default_plan_path, load_plan, plan_from_dict
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024  # well under SQS's 256 KiB message limit, with the envelope
 DEFAULT_RESULT_TTL_S = 7 * 24 * 3600

@@ -16,7 +16,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from buffers.plan import Plan, plan_from_dict
+from buffers.plan import Plan
+from buffers.plan_files import plan_from_dict
 from infra.aws.render import plan_env_json
 from infra.aws.template.buffers import BufferIds, esm_settings, visibility_timeout_s
 from infra.aws.template.common import check_suffixes

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from buffers.plan import Plan, default_plan_path, load_plan
+from buffers.plan import Plan
+from buffers.plan_files import default_plan_path, load_plan
 from optimizer.workload.traces import DEFAULT_PRESET, TRACE_PRESETS
 from optimizer.workload.workloads import RateMode, WorkloadSpec
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from buffers.plan import save_plan
+from buffers.plan_files import save_plan
 from infra.cli.common import add_json_flag, add_slo_flag
 from infra.cli.compare import format_comparison
 from optimizer.workload.traces import DEFAULT_PRESET, TRACE_PRESETS

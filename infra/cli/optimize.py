@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from buffers.plan import Plan, save_plan
+from buffers.plan import Plan
+from buffers.plan_files import save_plan
 from infra.cli.common import (
     add_arch_flag,
     add_json_flag,

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from buffers.plan import Plan, default_plan_path, load_plan, plan_from_dict
+from buffers.plan import Plan
+from buffers.plan_files import default_plan_path, load_plan, plan_from_dict
 from infra.dispatcher import admission
 from infra.dispatcher.app import ModelChoice
 

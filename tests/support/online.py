@@ -12,7 +12,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from buffers.plan import Plan, plan_from_dict
+from buffers.plan import Plan
+from buffers.plan_files import plan_from_dict
 from functions.shared.model import StandInEmbedder
 from infra.dispatcher.invoke import InferInput, InferReply, InProcessInvoker, Invoker
 
