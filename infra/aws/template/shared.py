@@ -37,7 +37,7 @@ API_INTEGRATION_TIMEOUT_MS = 29_000
 HTTP_FUNCTION_TIMEOUT_S = 28  # under the integration timeout, so API Gateway sees our error
 
 
-def parameters(has_dispatcher_buffers: bool) -> dict[str, Any]:
+def parameters() -> dict[str, Any]:
     """Deploy-time choices; plan values are rendered into the template instead."""
     params: dict[str, Any] = {
         "AuthMode": {"Type": "String", "AllowedValues": list(AUTH_MODES), "Default": "IAM",
@@ -61,34 +61,30 @@ def parameters(has_dispatcher_buffers: bool) -> dict[str, Any]:
         "ApiThrottleBurst": {"Type": "Number", "Default": 200, "MinValue": 1,
                              "Description": "Burst request limit of the API"},
     }
-    if has_dispatcher_buffers:
-        params["DispatcherBuffers"] = {
-            "Type": "String", "AllowedValues": ["ManagedFallback", "Off"],
-            "Default": "ManagedFallback",
-            "Description": "Buffers planned for dispatcher mode. ManagedFallback: an SQS event "
-            "source mapping with the nearest managed settings (timeout rounded up to whole "
-            "seconds). Off: no mapping; the queue waits for an external dispatcher, which this "
-            "template does not ship (README, Deploying to AWS)."}
     return params
 
 
-def conditions(has_dispatcher_buffers: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def conditions() -> dict[str, Any]:
+    return {
         "AuthIsIam": {"Fn::Equals": [ref("AuthMode"), "IAM"]},
         "AuthIsJwt": {"Fn::Equals": [ref("AuthMode"), "JWT"]},
         "HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [ref("AlarmTopicArn"), ""]}]},
     }
-    if has_dispatcher_buffers:
-        out["DispatcherFallback"] = {"Fn::Equals": [ref("DispatcherBuffers"), "ManagedFallback"]}
-    return out
 
 
 def rules() -> dict[str, Any]:
-    """A JWT authorizer without an issuer would accept no token: refuse it at deploy time."""
-    return {"JwtNeedsIssuer": {
-        "RuleCondition": {"Fn::Equals": [ref("AuthMode"), "JWT"]},
-        "Assertions": [{"Assert": {"Fn::Not": [{"Fn::Equals": [ref("JwtIssuer"), ""]}]},
-                        "AssertDescription": "AuthMode=JWT needs JwtIssuer"}]}}
+    """JWT needs an issuer (or no token is accepted) and an audience (or any token of the issuer,
+    whatever client it was issued to, is): refuse either gap at deploy time."""
+    is_jwt = {"Fn::Equals": [ref("AuthMode"), "JWT"]}
+    return {
+        "JwtNeedsIssuer": {"RuleCondition": is_jwt, "Assertions": [{
+            "Assert": {"Fn::Not": [{"Fn::Equals": [ref("JwtIssuer"), ""]}]},
+            "AssertDescription": "AuthMode=JWT needs JwtIssuer"}]},
+        # An empty CommaDelimitedList is [""]; Fn::Contains also refuses an empty entry ("a,,b").
+        "JwtNeedsAudience": {"RuleCondition": is_jwt, "Assertions": [{
+            "Assert": {"Fn::Not": [{"Fn::Contains": [ref("JwtAudience"), ""]}]},
+            "AssertDescription": "AuthMode=JWT needs JwtAudience (no empty entry)"}]},
+    }
 
 
 _HTTP_FUNCTION_SKIPS = checkov_skips(
