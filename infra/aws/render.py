@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from buffers.plan import Plan
+from infra.aws.template.bucket import results_bucket
 from infra.aws.template.buffers import BufferIds, buffer_outputs, buffer_resources
 from infra.aws.template.common import (
     MAX_ENV_BYTES,
@@ -75,6 +76,7 @@ DISPATCHER_REQUIREMENTS = (*ZIP_REQUIREMENTS, "boto3", "uvicorn", "starlette", "
 # Upper bound of an SQS queue URL: https://sqs.<region>.amazonaws.com/<account>/ + 80-char name.
 QUEUE_URL_BOUND = 60 + 80
 TABLE_NAME_BOUND = 255
+BUCKET_NAME_BOUND = 63  # S3 bucket names are 3-63 characters
 
 
 @dataclass(frozen=True)
@@ -131,8 +133,9 @@ def _environment(plan: Plan, suffixes: dict[str, str]) -> dict[str, Any]:
     """What functions/shared/settings.py reads: table, queue URL per buffer, the plan."""
     urls = json.dumps({name: f"${{{BufferIds.of(s).queue}}}" for name, s in suffixes.items()})
     env = {"MBS_TABLE_NAME": ref("ResultsTable"), "MBS_QUEUE_URLS": sub(urls),
+           "MBS_RESULTS_BUCKET": ref("ResultsBucket"),
            "MBS_PLAN_JSON": plan_env_json(plan), "POWERTOOLS_METRICS_NAMESPACE": "MBS"}
-    bound = (len(plan_env_json(plan)) + TABLE_NAME_BOUND + 100
+    bound = (len(plan_env_json(plan)) + TABLE_NAME_BOUND + BUCKET_NAME_BOUND + 120
              + sum(len(name) + 6 + QUEUE_URL_BOUND for name in suffixes))
     if bound > MAX_ENV_BYTES:
         raise RenderError(f"the functions' environment could reach {bound} bytes for plan "
@@ -146,7 +149,7 @@ def build_template(plan: Plan, opts: RenderOptions | None = None) -> dict[str, A
     opts = opts or RenderOptions()
     suffixes = check_suffixes(plan.buffers)
     ids = [BufferIds.of(s) for s in suffixes.values()]
-    resources: dict[str, Any] = {**table(), **api(),
+    resources: dict[str, Any] = {**table(), **results_bucket(), **api(),
                                  **functions([i.queue for i in ids], [i.dlq for i in ids], opts)}
     outputs = shared_outputs()
     for spec in plan.buffers:
