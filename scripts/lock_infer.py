@@ -2,7 +2,9 @@
 
 The image is `public.ecr.aws/lambda/python:3.12` on x86_64 with CPU torch, so the set is resolved
 by pip's own resolver for that target (`pip install --dry-run --report`, CPython 3.12, manylinux
-x86_64, wheels only), whatever Python runs this script. Every package is pinned with `==`.
+x86_64, wheels only), whatever Python runs this script. Every package is pinned with `==`, and
+constrained to the version installed here where there is one, so the image runs what the tests
+ran.
 
 torch: PyPI's torch wheels are the CUDA builds, which pull about 3 GB of nvidia-* packages; the
 image installs the CPU build from PyTorch's CPU index instead (infra/docker/infer.Dockerfile).
@@ -73,9 +75,14 @@ def resolve() -> dict[str, str]:
         torch_version = _torch_stub(folder)
         pins = [f"torch=={torch_version}"] + [f"{n}=={_public_version(n)}" for n in DIRECT[1:]]
         report = folder / "report.json"
+        tested = folder / "tested.txt"
+        tested.write_text("".join(f"{_normal(d.metadata['Name'])}=={d.version}\n"
+                                  for d in metadata.distributions()
+                                  if d.metadata["Name"] and "+" not in d.version),
+                          encoding="utf-8")
         command = [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run",
                    "--ignore-installed", "--report", str(report), "--target", str(folder / "t"),
-                   "--find-links", str(folder), *TARGET, *pins]
+                   "--find-links", str(folder), "--constraint", str(tested), *TARGET, *pins]
         subprocess.run(command, check=True)  # nosec B603: fixed arguments, no shell
         installed = json.loads(report.read_text(encoding="utf-8"))["install"]
     return {_normal(item["metadata"]["name"]): item["metadata"]["version"].split("+")[0]

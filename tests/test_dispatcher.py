@@ -160,3 +160,48 @@ def test_managed_window_holds_a_batch_until_the_window_closes(sqs):
     assert batches["short"][1] - started >= 0.9
     assert batches["long"][0] == long_ids
     assert batches["long"][1] - started < 0.9
+
+
+class HeldPoll:
+    """A fake SQS whose long poll returns one message only once the dispatcher was stopped."""
+
+    def __init__(self) -> None:
+        self.receives: list[dict[str, Any]] = []
+        self.handed_back: list[dict[str, Any]] = []
+        self.stopped = threading.Event()
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        self.receives.append(kwargs)
+        self.stopped.wait(5)
+        return {"Messages": [{"MessageId": "m1", "ReceiptHandle": "r1", "Body": "{}"}]}
+
+    def change_message_visibility_batch(self, **kwargs: Any) -> dict[str, Any]:
+        self.handed_back.append(kwargs)
+        return {"Successful": [{"Id": e["Id"]} for e in kwargs["Entries"]]}
+
+
+def test_receives_long_poll_20_s_with_an_explicit_visibility_and_hand_back_after_stop():
+    # GIVEN a dispatcher whose receivers are inside a long poll
+    fake = HeldPoll()
+    plan = _plan("dispatcher", 4, 100)
+    dispatcher = QueueDispatcher(plan, fake, {"short": "q-short", "long": "q-long"},
+                                 {"short": "arn:s", "long": "arn:l"}, RecordingInvoke(),
+                                 visibility_timeout_s=45)
+    dispatcher.start()
+    deadline = time.monotonic() + 5
+    while len(fake.receives) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # WHEN it stops, and only then do the polls return a message each
+    started = time.monotonic()
+    dispatcher.stop()
+    assert time.monotonic() - started < 5  # stop() does not wait out a 20 s poll
+    fake.stopped.set()
+    deadline = time.monotonic() + 5
+    while len(fake.handed_back) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # THEN every receive long-polled 20 s with the dispatcher's own visibility timeout, and the
+    # late messages were made visible again at once instead of hiding for 45 s
+    assert {(r["WaitTimeSeconds"], r["VisibilityTimeout"]) for r in fake.receives} == {(20, 45)}
+    assert sorted(h["QueueUrl"] for h in fake.handed_back) == ["q-long", "q-short"]
+    assert all(h["Entries"] == [{"Id": "0", "ReceiptHandle": "r1", "VisibilityTimeout": 0}]
+               for h in fake.handed_back)

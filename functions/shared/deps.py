@@ -11,6 +11,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import boto3
+from botocore.config import Config
 
 from buffers.router import LengthRouter
 from functions.shared.jobs import DynamoJobStore, JobStore, ResultObjects, S3ResultObjects
@@ -62,7 +63,9 @@ def job_store() -> JobStore:
 def result_objects() -> ResultObjects | None:
     """Jobs' results in S3; None when the stack has no results bucket."""
     bucket = get_settings().results_bucket
-    return None if bucket is None else S3ResultObjects(bucket, boto3.client("s3"))
+    # Signature Version 4 for the presigned URLs (SigV2 is deprecated for S3).
+    client = boto3.client("s3", config=Config(signature_version="s3v4"))
+    return None if bucket is None else S3ResultObjects(bucket, client)
 
 
 @lru_cache(maxsize=1)

@@ -225,7 +225,8 @@ class LocalStack:
                                self.resources.queue_arns, self._invoke_infer,
                                policy=make_batch_policy(self.policy_name, predictor),
                                predict_ms=predictor, default_slo_ms=self.default_slo_ms,
-                               gears=gears_from_plan(self.plan))
+                               gears=gears_from_plan(self.plan),
+                               visibility_timeout_s=self.visibility_timeout_s)
 
     def restart_dispatcher(self) -> None:
         """Kill the dispatcher without draining (its buffered messages stay in flight in SQS)
