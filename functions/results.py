@@ -45,20 +45,24 @@ def get_request(request_id: str) -> Response:
 
 
 def _ids_param(raw: str | None) -> list[str]:
-    """?ids=a,b,c: 1..MAX_TEXTS well-formed ids, duplicates dropped, order kept."""
+    """?ids=a,b,c: 1..MAX_TEXTS well-formed ids; duplicates then dropped, order kept."""
     if not raw:
         raise InputError(400, "missing_field", "query parameter 'ids' is required "
                          "(comma-separated request ids)")
-    ids = list(dict.fromkeys(check_request_id(i) for i in raw.split(",")))
-    if len(ids) > MAX_TEXTS:
+    given = raw.split(",")
+    if len(given) > MAX_TEXTS:
         raise InputError(400, "list_size", f"'ids' must name 1..{MAX_TEXTS} requests, "
-                         f"got {len(ids)}")
-    return ids
+                         f"got {len(given)}")
+    return list(dict.fromkeys(check_request_id(i) for i in given))
 
 
 @app.get("/v1/requests")
 def get_requests() -> Response:
-    ids = _ids_param(app.current_event.query_string_parameters.get("ids"))
+    query = app.current_event.query_string_parameters
+    if unknown := sorted(set(query) - {"ids"}):
+        raise InputError(400, "unknown_field", f"unknown query parameter(s) {unknown}; "
+                         f"allowed: ['ids']")
+    ids = _ids_param(query.get("ids"))
     found, missing = tenant_views(deps.result_store(), ids, _caller())
     return json_response(200, {"results": found, "missing": missing})
 
