@@ -78,10 +78,12 @@ def test_complete_stores_the_embedding_exactly_once(aws):
     view = store.get(RID)
     assert view["status"] == DONE
     assert view["batch_id"] == "a" * 32
-    # float16 storage (functions/shared/items.py): exactly the float16 rounding of the vector
-    stored = np.array(view["embedding"], dtype=np.float32)
-    assert np.array_equal(stored, first.embedding.astype(np.float16).astype(np.float32))
+    # float16 storage (functions/shared/items.py): exactly the float16 rounding of the vector,
+    # written as the shortest decimals that read back as those float16 values
+    stored = np.array(view["embedding"])
+    assert np.array_equal(stored.astype(np.float16), first.embedding.astype(np.float16))
     assert cosine(stored, first.embedding) >= 0.9999
+    assert max(len(repr(v)) for v in view["embedding"]) <= 10
     assert (view["batch_size"], view["padded_length"], view["batch_real_tokens"]) == (2, 9, 15)
     assert view["inference_ms"] == 12.346
 

@@ -41,7 +41,13 @@ def encode_embedding(vector: np.ndarray) -> bytes:
 
 
 def decode_embedding(raw: bytes, dtype: str = EMBEDDING_DTYPE) -> list[float]:
-    return np.frombuffer(raw, dtype=dtype).astype(float).tolist()
+    """The stored vector as floats. For float16, each is the shortest decimal that reads back as
+    the same float16 ('0.01915', not the exact binary value '0.0191497802734375'): a JSON reply
+    of 384 values is then about 3.5 KB instead of 8.4 KB, and carries the same information."""
+    values = np.frombuffer(raw, dtype=dtype)
+    if values.dtype == np.float16:
+        return [float(str(v)) for v in values]
+    return values.astype(float).tolist()
 
 
 def public_view(item: dict[str, Any]) -> dict[str, Any]:
