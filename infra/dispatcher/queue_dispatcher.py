@@ -34,8 +34,10 @@ log = logging.getLogger("mbs.dispatcher")
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]  # (buffer name, SQS event) -> response
 # Long polls of the SQS maximum, 20 s (SQS developer guide, "short and long polling"): a receive
 # returns as soon as a message arrives, so a longer wait adds no latency, and an idle queue costs
-# 3 receives a minute instead of 60. stop() does not wait for a poll in flight: a receive that
-# returns after it hands its messages back at once (visibility 0).
+# 3 receives a minute instead of 60. stop() waits for the polls in flight (a poll left running
+# would take messages, and a receive count each, from the next dispatcher); what they return
+# after stop() is handed back at once (visibility 0). The local stack polls 1 s, so that it
+# stops within a second; moto bills nothing.
 RECEIVE_WAIT_S = 20
 # Explicit on every receive (not the queue's attribute): a message stays hidden while the
 # dispatcher holds it, i.e. its buffer's timeout plus the infer invocation.
@@ -109,7 +111,8 @@ class QueueDispatcher:
         """Stop receiving; with drain, flush what is buffered and wait for running batches."""
         self._stop.set()
         self._wake.set()
-        self._threads[-1].join(timeout=5)  # the batching loop; receivers may be mid long poll
+        for thread in self._threads:
+            thread.join(timeout=self._wait_s + 5)
         if drain:
             self._move_inbox()
             for batch in self._batcher.drain(self._clock()):

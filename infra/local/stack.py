@@ -26,6 +26,7 @@ from infra.local.gateway import HttpGateway, Route
 from infra.local.moto_process import MotoProcess
 
 LOCAL_VISIBILITY_TIMEOUT_S = 60
+LOCAL_RECEIVE_WAIT_S = 1  # the dispatcher's long poll here: stops within a second (moto is free)
 MAX_RECEIVE_COUNT = 5  # redrive to the DLQ after five failed deliveries
 
 
@@ -226,7 +227,8 @@ class LocalStack:
                                policy=make_batch_policy(self.policy_name, predictor),
                                predict_ms=predictor, default_slo_ms=self.default_slo_ms,
                                gears=gears_from_plan(self.plan),
-                               visibility_timeout_s=self.visibility_timeout_s)
+                               visibility_timeout_s=self.visibility_timeout_s,
+                               receive_wait_s=LOCAL_RECEIVE_WAIT_S)
 
     def restart_dispatcher(self) -> None:
         """Kill the dispatcher without draining (its buffered messages stay in flight in SQS)
