@@ -56,7 +56,7 @@ def _http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[in
         "content-type": "application/json", "x-mbs-tenant": TENANT})
     for attempt in range(20):
         try:
-            with urllib.request.urlopen(request, timeout=120) as reply:
+            with urllib.request.urlopen(request, timeout=600) as reply:
                 return reply.status, json.loads(reply.read())
         except urllib.error.HTTPError as exc:
             if exc.code != 429:  # the gateway or a saturated buffer: back off and retry
@@ -178,7 +178,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=10_000)
     parser.add_argument("--list", type=int, default=100, help="texts per POST (default 100)")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent submitting clients")
+    parser.add_argument("--clients", type=int, default=2, help="concurrent submitting clients")
     parser.add_argument("--timeout-s", type=float, default=1800.0)
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
