@@ -81,6 +81,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsStack]:
         monkeypatch.setenv("MBS_TABLE_NAME", resources.table_name)
         monkeypatch.setenv("MBS_QUEUE_URLS", json.dumps(resources.queue_urls))
         monkeypatch.setenv("MBS_PLAN_JSON", json.dumps(plan.to_dict()))
+        monkeypatch.setenv("MBS_RESULTS_BUCKET", resources.bucket)
         yield AwsStack(plan, resources, boto3.client("sqs"), boto3.client("dynamodb"))
     deps.reset()
 

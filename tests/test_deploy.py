@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,3 +123,41 @@ def test_deploy_apply_refuses_a_new_buffer_set(aws_env: None, tmp_path: Path,  #
     plan_file.write_text(json.dumps(VARIED_PLAN))
     assert mbs("deploy", "--plan", str(plan_file), "--stack-name", "mbs", "--apply") == 2
     assert "run `mbs deploy`" in capsys.readouterr().err
+
+
+def test_render_warns_loudly_when_dispatcher_buffers_round_to_whole_seconds(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert mbs("render", "--plan", "default", "--out", str(tmp_path), "--auth", "NONE") == 0
+    err = capsys.readouterr().err
+    # THEN the warning names each rounded window and the modelled p99 under it
+    assert err.startswith("WARNING: plan 'default' has 4 dispatcher-mode buffer(s)")
+    for name in ("short", "medium", "long", "xlong"):
+        assert f"{name}: timeout 250 ms -> MaximumBatchingWindowInSeconds 1" in err
+    planned, deployed = (float(v.replace(",", "")) for v in re.search(
+        r"modelled p99 \(simulator, bundled trace [\w-]+\): ([\d,]+) ms as planned -> "
+        r"([\d,]+) ms as deployed", err).groups())
+    assert deployed > planned  # a 1 s window waits longer than a 250 ms timeout
+    assert (tmp_path / "template.yaml").exists()
+
+
+def test_strict_refuses_a_plan_that_would_round_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert mbs("render", "--plan", "default", "--out", str(tmp_path), "--strict") == 2
+    err = capsys.readouterr().err
+    assert "--strict" in err and "short (250 ms -> 1 s)" in err
+    assert not (tmp_path / "template.yaml").exists()
+    assert mbs("deploy", "--plan", "default", "--out", str(tmp_path), "--strict",
+               "--dry-run") == 2
+
+
+def test_a_managed_plan_renders_without_a_warning_even_under_strict(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert mbs("render", "--plan", "managed", "--out", str(tmp_path), "--strict") == 0
+    assert "WARNING" not in capsys.readouterr().err
+
+
+def test_render_refuses_jwt_without_audience(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
+    assert mbs("render", "--plan", "managed", "--out", str(tmp_path), "--auth", "JWT",
+               "--jwt-issuer", "https://issuer.example") == 2
+    assert "jwt_audience" in capsys.readouterr().err

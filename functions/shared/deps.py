@@ -11,8 +11,10 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import boto3
+from botocore.config import Config
 
 from buffers.router import LengthRouter
+from functions.shared.jobs import DynamoJobStore, JobStore, ResultObjects, S3ResultObjects
 from functions.shared.model import TextEmbedder, get_embedder
 from functions.shared.queues import QueueDepth, QueueSender, SqsQueueDepth, SqsQueueSender
 from functions.shared.settings import get_settings
@@ -53,6 +55,20 @@ def queue_depth() -> QueueDepth:
 
 
 @lru_cache(maxsize=1)
+def job_store() -> JobStore:
+    return DynamoJobStore(get_settings().table_name, boto3.client("dynamodb"))
+
+
+@lru_cache(maxsize=1)
+def result_objects() -> ResultObjects | None:
+    """Jobs' results in S3; None when the stack has no results bucket."""
+    bucket = get_settings().results_bucket
+    # Signature Version 4 for the presigned URLs (SigV2 is deprecated for S3).
+    client = boto3.client("s3", config=Config(signature_version="s3v4"))
+    return None if bucket is None else S3ResultObjects(bucket, client)
+
+
+@lru_cache(maxsize=1)
 def router() -> LengthRouter:
     return LengthRouter(get_settings().plan)
 
@@ -74,5 +90,6 @@ def reset() -> None:
     """Forget cached settings, clients and port wrappers (a new cold start)."""
     global _wrappers
     _wrappers = PortWrappers()
-    for cached in (get_settings, result_store, queue_sender, queue_depth, router):
+    for cached in (get_settings, result_store, queue_sender, queue_depth, router, job_store,
+                   result_objects):
         cached.cache_clear()

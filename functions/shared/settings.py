@@ -11,6 +11,9 @@ from buffers.plan import Plan
 from buffers.plan_files import default_plan_path, load_plan, plan_from_dict
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024  # well under SQS's 256 KiB message limit, with the envelope
+# A list of up to 100 texts (functions/shared/submission.py): 1 MiB, inside API Gateway's 10 MB
+# payload and Lambda's 6 MB invocation payload even once base64-encoded.
+DEFAULT_MAX_LIST_BODY_BYTES = 1024 * 1024
 DEFAULT_RESULT_TTL_S = 7 * 24 * 3600
 # Backpressure: past this many waiting messages on a buffer's queue, ingest answers 429.
 # 0 turns it off. 10,000 waiting requests is minutes of work for any plan MBS chooses.
@@ -32,6 +35,8 @@ class Settings:
     # authorizer, and a client-supplied header must never be trusted.
     trust_tenant_header: bool = False
     max_queue_depth: int = DEFAULT_MAX_QUEUE_DEPTH
+    max_list_body_bytes: int = DEFAULT_MAX_LIST_BODY_BYTES
+    results_bucket: str | None = None  # where jobs' results go (S3); None: no S3 output
 
 
 def _load_active_plan() -> Plan:
@@ -76,4 +81,6 @@ def get_settings() -> Settings:
         result_ttl_s=_int_env("MBS_RESULT_TTL_S", DEFAULT_RESULT_TTL_S),
         trust_tenant_header=os.environ.get("MBS_TRUST_TENANT_HEADER") == "1",
         max_queue_depth=_int_env("MBS_MAX_QUEUE_DEPTH", DEFAULT_MAX_QUEUE_DEPTH),
+        max_list_body_bytes=_int_env("MBS_MAX_LIST_BODY_BYTES", DEFAULT_MAX_LIST_BODY_BYTES),
+        results_bucket=os.environ.get("MBS_RESULTS_BUCKET") or None,
     )

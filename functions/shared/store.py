@@ -1,14 +1,35 @@
-"""Results storage port, and its DynamoDB implementation (idempotent, conditional writes)."""
+"""Results storage port, and its DynamoDB implementation (idempotent, conditional writes).
+
+The item layout (short result names, the float16 embedding) is in functions/shared/items.py.
+"""
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-PENDING, DONE, FAILED = "PENDING", "DONE", "FAILED"
+from functions.shared.items import (
+    DONE,
+    FAILED,
+    PENDING,
+    RESULT_ATTRIBUTES,
+    encode_embedding,
+    public_view,
+)
+
+__all__ = ["DONE", "FAILED", "PENDING", "DynamoResultStore", "MissingRequest", "PendingRecord",
+           "ResultRecord", "ResultStore"]
+# DynamoDB batch limits (API reference, BatchWriteItem and BatchGetItem): 25 puts or deletes, and
+# 100 keys, per call. Items left unprocessed (throttling) are retried with a backoff.
+BATCH_WRITE_MAX = 25
+BATCH_GET_MAX = 100
+BATCH_RETRIES = 5
+BATCH_BACKOFF_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -65,13 +86,18 @@ class ResultStore(ABC):
     def get(self, request_id: str) -> dict[str, Any] | None:
         """The request's public view, or None if unknown."""
 
+    def put_pending_many(self, records: Sequence[PendingRecord]) -> None:
+        """Record many accepted requests (fresh ids) in as few calls as the store allows."""
+        for record in records:
+            self.put_pending(record)
 
-def encode_embedding(vector: np.ndarray) -> bytes:
-    return np.asarray(vector, dtype="<f4").tobytes()
+    def get_many(self, request_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Public views of the known ids among `request_ids` (distinct), by id."""
+        return {i: view for i in request_ids if (view := self.get(i)) is not None}
 
 
-def decode_embedding(raw: bytes) -> list[float]:
-    return np.frombuffer(raw, dtype="<f4").astype(float).tolist()
+def _chunks(values: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [values[start:start + size] for start in range(0, len(values), size)]
 
 
 class DynamoResultStore(ResultStore):
@@ -83,21 +109,9 @@ class DynamoResultStore(ResultStore):
         self._conditional_failed = client.exceptions.ConditionalCheckFailedException
 
     def put_pending(self, record: PendingRecord) -> None:
-        item = {
-            "id": {"S": record.id},
-            "status": {"S": PENDING},
-            "tenant": {"S": record.tenant},
-            "buffer": {"S": record.buffer},
-            "length": {"N": str(record.length)},
-            "full_length": {"N": str(record.full_length)},
-            "enqueued_at_ms": {"N": str(record.enqueued_at_ms)},
-            "expires_at_s": {"N": str(record.expires_at_s)},
-        }
-        if record.slo_ms is not None:
-            item["slo_ms"] = {"N": str(record.slo_ms)}
         self._ddb.put_item(
-            TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(id)"
-        )
+            TableName=self._table, Item=pending_item(record),
+            ConditionExpression="attribute_not_exists(id)")
 
     def _terminal_write(self, request_id: str, values: dict[str, Any]) -> bool:
         names = {f"#{k}": k for k in values}
@@ -127,18 +141,7 @@ class DynamoResultStore(ResultStore):
     def complete(self, request_id: str, result: ResultRecord) -> bool:
         return self._terminal_write(
             request_id,
-            {
-                "status": {"S": DONE},
-                "embedding": {"B": encode_embedding(result.embedding)},
-                "batch_id": {"S": result.batch_id},
-                "batch_size": {"N": str(result.batch_size)},
-                "padded_length": {"N": str(result.padded_length)},
-                "batch_real_tokens": {"N": str(result.batch_real_tokens)},
-                "queue_wait_ms": {"N": str(result.queue_wait_ms)},
-                "inference_ms": {"N": f"{result.inference_ms:.3f}"},
-                "completed_at_ms": {"N": str(result.completed_at_ms)},
-                "device": {"S": result.device},
-            },
+            {"status": {"S": DONE}, **result_values(result)},
         )
 
     def fail(self, request_id: str, reason: str) -> bool:
@@ -162,25 +165,84 @@ class DynamoResultStore(ResultStore):
         item = self._ddb.get_item(
             TableName=self._table, Key={"id": {"S": request_id}}, ConsistentRead=True
         ).get("Item")
-        return None if item is None else _public_view(item)
+        return None if item is None else public_view(item)
+
+    def put_pending_many(self, records: Sequence[PendingRecord]) -> None:
+        # BatchWriteItem takes no condition: the ids are fresh uuid4s (122 random bits), so
+        # there is nothing to overwrite. Each item costs the same write unit as a PutItem.
+        for chunk in _chunks(records, BATCH_WRITE_MAX):
+            pending = {self._table: [{"PutRequest": {"Item": pending_item(r)}} for r in chunk]}
+            for attempt in range(BATCH_RETRIES + 1):
+                pending = self._ddb.batch_write_item(RequestItems=pending).get(
+                    "UnprocessedItems") or {}
+                if not pending:
+                    break
+                if attempt == BATCH_RETRIES:
+                    left = len(pending[self._table])
+                    raise RuntimeError(f"{left} PENDING item(s) unprocessed after "
+                                       f"{BATCH_RETRIES} retries")
+                time.sleep(BATCH_BACKOFF_S * 2 ** attempt)
+
+    def get_many(self, request_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        # Eventually consistent first (half a read unit per item): an item only ever goes from
+        # PENDING to one terminal state and is never rewritten, so a stale read shows an older
+        # state (PENDING), never a wrong result. Only an id the read misses (a PENDING put a
+        # moment ago) is read again, strongly consistent, so a caller never sees its own fresh
+        # request as unknown.
+        found = self._batch_get(request_ids, consistent=False)
+        missing = [i for i in request_ids if i not in found]
+        if missing:
+            found.update(self._batch_get(missing, consistent=True))
+        return {i: public_view(item) for i, item in found.items()}
+
+    def _batch_get(self, request_ids: Sequence[str], consistent: bool
+                   ) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(request_ids), BATCH_GET_MAX):
+            wanted = {self._table: {"Keys": [{"id": {"S": i}} for i in chunk],
+                                    "ConsistentRead": consistent}}
+            for attempt in range(BATCH_RETRIES + 1):
+                reply = self._ddb.batch_get_item(RequestItems=wanted)
+                for item in reply.get("Responses", {}).get(self._table, []):
+                    found[item["id"]["S"]] = item
+                wanted = reply.get("UnprocessedKeys") or {}
+                if not wanted:
+                    break
+                if attempt == BATCH_RETRIES:
+                    raise RuntimeError(f"{len(wanted[self._table]['Keys'])} key(s) unprocessed "
+                                       f"after {BATCH_RETRIES} retries")
+                time.sleep(BATCH_BACKOFF_S * 2 ** attempt)
+        return found
 
 
-_INT_FIELDS = ("length", "full_length", "enqueued_at_ms", "batch_size", "padded_length",
-               "batch_real_tokens", "queue_wait_ms", "completed_at_ms", "slo_ms", "attempts")
+def pending_item(record: PendingRecord) -> dict[str, Any]:
+    """A PENDING item, as put_pending and put_pending_many write it."""
+    item = {
+        "id": {"S": record.id},
+        "status": {"S": PENDING},
+        "tenant": {"S": record.tenant},
+        "buffer": {"S": record.buffer},
+        "length": {"N": str(record.length)},
+        "full_length": {"N": str(record.full_length)},
+        "enqueued_at_ms": {"N": str(record.enqueued_at_ms)},
+        "expires_at_s": {"N": str(record.expires_at_s)},
+    }
+    if record.slo_ms is not None:
+        item["slo_ms"] = {"N": str(record.slo_ms)}
+    return item
 
 
-def _public_view(item: dict[str, Any]) -> dict[str, Any]:
-    """DynamoDB item -> the JSON the results API returns."""
-    out: dict[str, Any] = {"id": item["id"]["S"], "status": item["status"]["S"]}
-    for key in ("tenant", "buffer", "batch_id", "device", "reason", "last_error"):
-        if key in item:
-            out[key] = item[key]["S"]
-    for key in _INT_FIELDS:
-        if key in item:
-            out[key] = int(item[key]["N"])
-    if "inference_ms" in item:
-        out["inference_ms"] = float(item["inference_ms"]["N"])
-    out["truncated"] = out.get("full_length", 0) > out.get("length", 0)
-    if "embedding" in item:
-        out["embedding"] = decode_embedding(bytes(item["embedding"]["B"]))
-    return out
+def result_values(result: ResultRecord) -> dict[str, Any]:
+    """The attributes a result adds to its item, under their short stored names."""
+    values = {
+        "embedding": {"B": encode_embedding(result.embedding)},
+        "batch_id": {"B": bytes.fromhex(result.batch_id)},
+        "batch_size": {"N": str(result.batch_size)},
+        "padded_length": {"N": str(result.padded_length)},
+        "batch_real_tokens": {"N": str(result.batch_real_tokens)},
+        "queue_wait_ms": {"N": str(result.queue_wait_ms)},
+        "inference_ms": {"N": f"{result.inference_ms:.3f}"},
+        "completed_at_ms": {"N": str(result.completed_at_ms)},
+        "device": {"S": result.device},
+    }
+    return {RESULT_ATTRIBUTES[name]: value for name, value in values.items()}

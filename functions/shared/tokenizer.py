@@ -104,3 +104,18 @@ def truncate_text(text: str) -> tuple[str, TokenCount]:
     while last + 1 < full and word is not None and encoding.word_ids[last + 1] == word:
         last += 1
     return text[: encoding.offsets[last][1]], count
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """A text cut to what the model reads, and its token count (of the text as given)."""
+
+    text: str
+    tokens: TokenCount
+
+
+def model_input(text: str) -> ModelInput:
+    """`text` cut as truncate_text cuts it, so that queued messages carry no more than the
+    model reads (and tokenize to the same first 256 tokens)."""
+    cut, tokens = truncate_text(text)
+    return ModelInput(cut, tokens)

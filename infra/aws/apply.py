@@ -96,7 +96,7 @@ def plan_actions(stack: DeployedStack, new: Plan) -> list[Action]:
         ids = BufferIds.of(suffixes[spec.name])
         esm = esm_settings(spec)
         uuid = stack.resources.get(ids.mapping)
-        if uuid is not None:  # absent: a dispatcher buffer deployed with DispatcherBuffers=Off
+        if uuid is not None:  # absent only on stacks from the removed DispatcherBuffers=Off
             current = stack.mappings[uuid]
             wanted = esm.api_fields()
             if any(current.get(k) != v for k, v in wanted.items()):

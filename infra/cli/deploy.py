@@ -8,6 +8,7 @@ from typing import Any
 
 from infra.aws.template.common import RenderOptions
 from infra.cli.common import resolve_plan
+from infra.cli.fallback import check_rounding
 from infra.cli.render import add_stack_flags, deploy_params
 
 DEFAULT_OUT = Path("out") / "deploy"
@@ -82,10 +83,12 @@ def run(args: argparse.Namespace) -> int:
     from infra.aws.render import render_template
 
     plan = resolve_plan(args.plan)
+    params = deploy_params(args)  # refuses bad flags before the slower rounding check
+    check_rounding(plan, args)  # --apply sets the same rounded windows
     if args.apply:
         return _apply(args, plan)
     out = Path(args.out) if args.out else DEFAULT_OUT / args.stack_name
-    params, options = deploy_params(args), RenderOptions(args.infer_timeout_s)
+    options = RenderOptions(args.infer_timeout_s)
     rendered = render_template(plan, out, params, options)
     if args.online:
         rendered = _with_dispatcher_image(args, plan, out, params, options, rendered)

@@ -43,10 +43,14 @@ def reconcile(items: list[dict[str, Any]], since_ms: int, now_ms: int, grace_ms:
 
 
 def scan_items(ddb: Any, table: str) -> list[dict[str, Any]]:
-    """id, status and enqueued_at_ms of every item (paginated scan)."""
+    """id, status and enqueued_at_ms of every request item (paginated scan).
+
+    Job records (functions/shared/jobs.py) share the table; they have no enqueued_at_ms.
+    """
     items, start = [], None
     while True:
         kwargs = {"TableName": table, "ProjectionExpression": "id, #s, enqueued_at_ms",
+                  "FilterExpression": "attribute_exists(enqueued_at_ms)",
                   "ExpressionAttributeNames": {"#s": "status"}}
         if start:
             kwargs["ExclusiveStartKey"] = start

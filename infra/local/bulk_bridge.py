@@ -22,7 +22,7 @@ from starlette.routing import Route as AsgiRoute
 
 from infra.local.gateway import MAX_IN_FLIGHT, MAX_PAYLOAD_BYTES, Route, dispatch
 
-BULK_PATHS = ("/v1/requests", "/v1/requests/{id}")
+BULK_PATHS = ("/v1/requests", "/v1/requests/{id}", "/v1/jobs/{id}")
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]  # the rest get dispatch's 405
 
 

@@ -8,6 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -58,9 +59,12 @@ def apigw_v2_event(
     if path_parameters:
         event["pathParameters"] = path_parameters
     if query:
-        event["queryStringParameters"] = dict(
-            part.split("=", 1) if "=" in part else (part, "") for part in query.split("&") if part
-        )
+        # API Gateway decodes each value (and joins a repeated name's values with commas).
+        pairs = parse_qsl(query, keep_blank_values=True)
+        joined: dict[str, list[str]] = {}
+        for name, value in pairs:
+            joined.setdefault(name, []).append(value)
+        event["queryStringParameters"] = {k: ",".join(v) for k, v in joined.items()}
     return event
 
 

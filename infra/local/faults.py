@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -136,6 +136,12 @@ class _FaultyStore(ResultStore):
     def put_pending(self, record: PendingRecord) -> None:
         self._inner.put_pending(record)
 
+    def put_pending_many(self, records: Sequence[PendingRecord]) -> None:
+        self._inner.put_pending_many(records)
+
+    def get_many(self, request_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        return self._inner.get_many(request_ids)
+
     def complete(self, request_id: str, result: ResultRecord) -> bool:
         if self._injector.take("store_errors"):
             raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException",
@@ -160,9 +166,25 @@ class _FaultySender(QueueSender):
 
     def send(self, buffer_name: str, message: dict[str, Any]) -> str:
         if self._injector.take("send_errors"):
-            raise ClientError({"Error": {"Code": "AWS.SimpleQueueService.ServiceUnavailable",
-                                         "Message": "injected outage"}}, "SendMessage")
+            raise _outage("SendMessage")
         return self._inner.send(buffer_name, message)
+
+    def send_many(self, buffer_name: str, messages: Sequence[dict[str, Any]]
+                  ) -> list[Exception | None]:
+        # Each message counts as one send: the first N fail, the rest go in batches.
+        errors: list[Exception | None] = [
+            _outage("SendMessageBatch") if self._injector.take("send_errors") else None
+            for _ in messages]
+        passed = [i for i, error in enumerate(errors) if error is None]
+        for i, error in zip(passed, self._inner.send_many(
+                buffer_name, [messages[i] for i in passed]), strict=True):
+            errors[i] = error
+        return errors
+
+
+def _outage(operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": "AWS.SimpleQueueService.ServiceUnavailable",
+                                  "Message": "injected outage"}}, operation)
 
 
 class _PoisonedEmbedder:

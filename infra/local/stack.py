@@ -26,6 +26,7 @@ from infra.local.gateway import HttpGateway, Route
 from infra.local.moto_process import MotoProcess
 
 LOCAL_VISIBILITY_TIMEOUT_S = 60
+LOCAL_RECEIVE_WAIT_S = 1  # the dispatcher's long poll here: stops within a second (moto is free)
 MAX_RECEIVE_COUNT = 5  # redrive to the DLQ after five failed deliveries
 
 
@@ -36,6 +37,7 @@ class StackResources:
     queue_arns: dict[str, str]
     dlq_urls: dict[str, str]
     dlq_arns: dict[str, str]
+    bucket: str  # jobs' results (S3 output)
 
 
 def _queue_arn(sqs: Any, url: str) -> str:
@@ -45,9 +47,10 @@ def _queue_arn(sqs: Any, url: str) -> str:
 
 def create_resources(plan: Plan, prefix: str, visibility_timeout_s: int,
                      max_receive_count: int = MAX_RECEIVE_COUNT) -> StackResources:
-    """Create the results table and, per buffer, a queue and its DLQ (boto3, any endpoint)."""
+    """Create the results table and bucket and, per buffer, a queue and its DLQ (boto3)."""
     ddb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
     table = f"{prefix}-results"
+    boto3.client("s3").create_bucket(Bucket=table)
     ddb.create_table(
         TableName=table, BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
@@ -66,7 +69,7 @@ def create_resources(plan: Plan, prefix: str, visibility_timeout_s: int,
         })["QueueUrl"]
         urls[spec.name], dlqs[spec.name], dlq_arns[spec.name] = url, dlq_url, dlq_arn
         arns[spec.name] = _queue_arn(sqs, url)
-    return StackResources(table, urls, arns, dlqs, dlq_arns)
+    return StackResources(table, urls, arns, dlqs, dlq_arns, bucket=table)
 
 
 class FunctionDied(RuntimeError):
@@ -172,6 +175,7 @@ class LocalStack:
         self._set_env({"MBS_TABLE_NAME": self.resources.table_name,
                        "MBS_QUEUE_URLS": json.dumps(self.resources.queue_urls),
                        "MBS_PLAN_JSON": json.dumps(self.plan.to_dict()),
+                       "MBS_RESULTS_BUCKET": self.resources.bucket,
                        "MBS_TRUST_TENANT_HEADER": "1", **self.extra_env})
         self._open_handlers()
         return self
@@ -217,6 +221,8 @@ class LocalStack:
         self._routes = [
             Route("POST", "/v1/requests", "mbs-ingest", ingest.handler),
             Route("GET", "/v1/requests/{id}", "mbs-results", results.handler),
+            Route("GET", "/v1/requests", "mbs-results", results.handler),
+            Route("GET", "/v1/jobs/{id}", "mbs-results", results.handler),
         ]
         if self.port is not None:  # None: a server in front serves self.routes instead
             self._gateway = HttpGateway(self._routes, port=self.port)
@@ -232,7 +238,9 @@ class LocalStack:
                                self.resources.queue_arns, self._invoke_infer,
                                policy=make_batch_policy(self.policy_name, predictor),
                                predict_ms=predictor, default_slo_ms=self.default_slo_ms,
-                               gears=gears_from_plan(self.plan))
+                               gears=gears_from_plan(self.plan),
+                               visibility_timeout_s=self.visibility_timeout_s,
+                               receive_wait_s=LOCAL_RECEIVE_WAIT_S)
 
     def restart_dispatcher(self) -> None:
         """Kill the dispatcher without draining (its buffered messages stay in flight in SQS)

@@ -4,7 +4,7 @@ buffer's memory, the SQS event source mapping with the buffer's batching, alarms
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from buffers.plan import (
@@ -15,6 +15,7 @@ from buffers.plan import (
     MIN_CONCURRENCY,
     BufferSpec,
     DispatchMode,
+    Plan,
 )
 from infra.aws.template.common import (
     DELETE_WITH_STACK,
@@ -41,7 +42,6 @@ QUEUE_RETENTION_S = 4 * 24 * 3600  # the SQS default
 # A message keeps its original enqueue time in the DLQ, so the DLQ must retain longer (SQS
 # developer guide, "dead-letter queues"); 14 days is the SQS maximum.
 DLQ_RETENTION_S = 14 * 24 * 3600
-FALLBACK_CONDITION = "DispatcherFallback"
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,18 @@ def esm_settings(spec: BufferSpec) -> EsmSettings:
             window_s = max(window_s, 1)  # BatchSize > 10 needs a window >= 1 s
     concurrency = min(max(spec.max_concurrency, MIN_CONCURRENCY), MAX_CONCURRENCY)
     return EsmSettings(batch_size=batch, window_s=window_s, max_concurrency=concurrency)
+
+
+def deployed_bulk_plan(plan: Plan) -> Plan:
+    """The plan as the bulk path's event source mappings carry it out: every buffer managed,
+    with its EsmSettings (dispatcher-mode timeouts rounded up to whole-second windows)."""
+    buffers = []
+    for spec in plan.buffers:
+        esm = esm_settings(spec)
+        buffers.append(replace(spec, dispatch_mode=DispatchMode.MANAGED,
+                               timeout_ms=esm.window_s * 1000, max_batch_size=esm.batch_size,
+                               max_concurrency=esm.max_concurrency))
+    return replace(plan, buffers=tuple(buffers), name=f"{plan.name} (as deployed)")
 
 
 def visibility_timeout_s(function_timeout_s: int, window_s: int) -> int:
@@ -168,8 +180,6 @@ def _mapping(spec: BufferSpec, ids: BufferIds) -> dict[str, Any]:
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
         "Enabled": True,
     }}
-    if spec.dispatch_mode is DispatchMode.DISPATCHER:
-        resource["Condition"] = FALLBACK_CONDITION
     return resource
 
 
@@ -245,6 +255,4 @@ def buffer_outputs(spec: BufferSpec, suffix: str) -> dict[str, Any]:
         f"{ids.dlq_mapping}Id": {"Description": f"DLQ consumer mapping UUID of buffer {name}",
                                  "Value": ref(ids.dlq_mapping)},
     }
-    if spec.dispatch_mode is DispatchMode.DISPATCHER:
-        outputs[f"{ids.mapping}Id"]["Condition"] = FALLBACK_CONDITION
     return outputs

@@ -27,17 +27,19 @@ from infra.aws.template.common import (
 )
 
 AUTH_MODES = ("IAM", "JWT", "NONE")
-# (logical prefix, route key, handler): the routes of functions/ingest.py and functions/results.py.
+# (route id, function prefix, route key): the routes of functions/ingest.py and results.py.
 ROUTES = (
-    ("Ingest", "POST /v1/requests", INGEST_HANDLER),
-    ("Results", "GET /v1/requests/{id}", RESULTS_HANDLER),
+    ("Ingest", "Ingest", "POST /v1/requests"),
+    ("Results", "Results", "GET /v1/requests/{id}"),
+    ("ResultsList", "Results", "GET /v1/requests"),
+    ("Jobs", "Results", "GET /v1/jobs/{id}"),
 )
 # HTTP API integrations time out after at most 30 s (API Gateway quotas, "HTTP API quotas").
 API_INTEGRATION_TIMEOUT_MS = 29_000
 HTTP_FUNCTION_TIMEOUT_S = 28  # under the integration timeout, so API Gateway sees our error
 
 
-def parameters(has_dispatcher_buffers: bool) -> dict[str, Any]:
+def parameters() -> dict[str, Any]:
     """Deploy-time choices; plan values are rendered into the template instead."""
     params: dict[str, Any] = {
         "AuthMode": {"Type": "String", "AllowedValues": list(AUTH_MODES), "Default": "IAM",
@@ -61,40 +63,36 @@ def parameters(has_dispatcher_buffers: bool) -> dict[str, Any]:
         "ApiThrottleBurst": {"Type": "Number", "Default": 200, "MinValue": 1,
                              "Description": "Burst request limit of the API"},
     }
-    if has_dispatcher_buffers:
-        params["DispatcherBuffers"] = {
-            "Type": "String", "AllowedValues": ["ManagedFallback", "Off"],
-            "Default": "ManagedFallback",
-            "Description": "Buffers planned for dispatcher mode. ManagedFallback: an SQS event "
-            "source mapping with the nearest managed settings (timeout rounded up to whole "
-            "seconds). Off: no mapping; the queue waits for an external dispatcher, which this "
-            "template does not ship (README, Deploying to AWS)."}
     return params
 
 
-def conditions(has_dispatcher_buffers: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def conditions() -> dict[str, Any]:
+    return {
         "AuthIsIam": {"Fn::Equals": [ref("AuthMode"), "IAM"]},
         "AuthIsJwt": {"Fn::Equals": [ref("AuthMode"), "JWT"]},
         "HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [ref("AlarmTopicArn"), ""]}]},
     }
-    if has_dispatcher_buffers:
-        out["DispatcherFallback"] = {"Fn::Equals": [ref("DispatcherBuffers"), "ManagedFallback"]}
-    return out
 
 
 def rules() -> dict[str, Any]:
-    """A JWT authorizer without an issuer would accept no token: refuse it at deploy time."""
-    return {"JwtNeedsIssuer": {
-        "RuleCondition": {"Fn::Equals": [ref("AuthMode"), "JWT"]},
-        "Assertions": [{"Assert": {"Fn::Not": [{"Fn::Equals": [ref("JwtIssuer"), ""]}]},
-                        "AssertDescription": "AuthMode=JWT needs JwtIssuer"}]}}
+    """JWT needs an issuer (or no token is accepted) and an audience (or any token of the issuer,
+    whatever client it was issued to, is): refuse either gap at deploy time."""
+    is_jwt = {"Fn::Equals": [ref("AuthMode"), "JWT"]}
+    return {
+        "JwtNeedsIssuer": {"RuleCondition": is_jwt, "Assertions": [{
+            "Assert": {"Fn::Not": [{"Fn::Equals": [ref("JwtIssuer"), ""]}]},
+            "AssertDescription": "AuthMode=JWT needs JwtIssuer"}]},
+        # An empty CommaDelimitedList is [""]; Fn::Contains also refuses an empty entry ("a,,b").
+        "JwtNeedsAudience": {"RuleCondition": is_jwt, "Assertions": [{
+            "Assert": {"Fn::Not": [{"Fn::Contains": [ref("JwtAudience"), ""]}]},
+            "AssertDescription": "AuthMode=JWT needs JwtAudience (no empty entry)"}]},
+    }
 
 
 _HTTP_FUNCTION_SKIPS = checkov_skips(
     ("CKV_AWS_116", "Invoked synchronously by API Gateway, which returns the error to the "
                     "client; an asynchronous-invocation DLQ would never receive anything."),
-    ("CKV_AWS_117", "The function calls only SQS, DynamoDB and CloudWatch Logs public "
+    ("CKV_AWS_117", "The function calls only SQS, DynamoDB, S3 and CloudWatch Logs public "
                     "endpoints; a VPC would add NAT cost and cold-start latency for nothing."),
     ("CKV_AWS_115", "The API stage's throttling (ApiThrottleRatePerS, ApiThrottleBurst) caps "
                     "load; reserving concurrency fails on accounts with the default quota."),
@@ -131,13 +129,20 @@ def functions(queue_ids: list[str], dlq_ids: list[str], opts: RenderOptions) -> 
     """The ingest, results and dead-letter functions (zip packages built by `sam build`)."""
     table = getatt("ResultsTable", "Arn")
     ingest_policies = [
-        # PENDING write, FAILED on enqueue error (a conditional update, then a consistent read).
-        allow(["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"], table),
-        # Enqueue, and read the depth for backpressure (functions/ingest.py). Listed exactly:
-        # SAM's SQSSendMessagePolicy grants the wildcard sqs:SendMessage*.
+        # PENDING writes (PutItem for one text, BatchWriteItem for a list), a job record
+        # (PutItem), FAILED on enqueue error (a conditional update, then a consistent read).
+        allow(["dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem",
+               "dynamodb:GetItem"], table),
+        # Enqueue (sqs:SendMessage also authorizes SendMessageBatch), and read the depth for
+        # backpressure. Listed exactly: SAM's SQSSendMessagePolicy grants sqs:SendMessage*.
         allow(["sqs:SendMessage", "sqs:GetQueueAttributes"], [getatt(q, "Arn") for q in queue_ids]),
     ]
-    results_policies = [allow(["dynamodb:GetItem"], table)]
+    results_policies = [
+        allow(["dynamodb:GetItem", "dynamodb:BatchGetItem"], table),
+        # A finished job's object: written once, read back through a presigned URL that this
+        # role signs (HeadObject needs s3:GetObject too). Only the jobs/ prefix.
+        allow(["s3:PutObject", "s3:GetObject"], sub("${ResultsBucket.Arn}/jobs/*")),
+    ]
     # functions/dlq.py reads the request, then marks it FAILED (a conditional update).
     dlq_policies = [
         allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], table),
@@ -172,7 +177,8 @@ def api() -> dict[str, Any]:
     out: dict[str, Any] = {
         "HttpApi": {"Type": "AWS::ApiGatewayV2::Api", "Properties": {
             "Name": sub("${AWS::StackName}-api"), "ProtocolType": "HTTP",
-            "Description": "MBS: POST /v1/requests, GET /v1/requests/{id}"}},
+            "Description": "MBS: POST /v1/requests, GET /v1/requests/{id}, "
+                           "GET /v1/requests?ids=, GET /v1/jobs/{id}"}},
         "ApiAccessLogGroup": log_group(sub("/mbs/${AWS::StackName}/api-access")),
         "ApiStage": {"Type": "AWS::ApiGatewayV2::Stage", "Properties": {
             "ApiId": ref("HttpApi"), "StageName": "$default", "AutoDeploy": True,
@@ -187,15 +193,15 @@ def api() -> dict[str, Any]:
                               "JwtConfiguration": {"Issuer": ref("JwtIssuer"),
                                                    "Audience": ref("JwtAudience")}}},
     }
-    for prefix, route_key, _ in ROUTES:
+    for route_id, prefix, route_key in ROUTES:
         method, path = route_key.split(" ")
         arn_path = path.replace("{id}", "*")
         out[f"{prefix}Integration"] = {"Type": "AWS::ApiGatewayV2::Integration", "Properties": {
             "ApiId": ref("HttpApi"), "IntegrationType": "AWS_PROXY",
             "IntegrationUri": getatt(f"{prefix}Function", "Arn"),
             "PayloadFormatVersion": "2.0", "TimeoutInMillis": API_INTEGRATION_TIMEOUT_MS}}
-        out[f"{prefix}Route"] = route(prefix, route_key)
-        out[f"{prefix}ApiPermission"] = {"Type": "AWS::Lambda::Permission", "Properties": {
+        out[f"{route_id}Route"] = route(prefix, route_key)
+        out[f"{route_id}ApiPermission"] = {"Type": "AWS::Lambda::Permission", "Properties": {
             "Action": "lambda:InvokeFunction", "FunctionName": ref(f"{prefix}Function"),
             "Principal": "apigateway.amazonaws.com",
             "SourceArn": sub("arn:${AWS::Partition}:execute-api:${AWS::Region}:"
@@ -276,6 +282,9 @@ def shared_outputs() -> dict[str, Any]:
         "AuthMode": out("API authorization in force", ref("AuthMode")),
         "SubmitEndpoint": out("POST a request here", sub("${HttpApi.ApiEndpoint}/v1/requests")),
         "ResultEndpoint": out("GET a result here", sub("${HttpApi.ApiEndpoint}/v1/requests/{id}")),
+        "JobEndpoint": out("GET a job (S3 output) here",
+                           sub("${HttpApi.ApiEndpoint}/v1/jobs/{id}")),
+        "ResultsBucketName": out("S3 bucket of jobs' results", ref("ResultsBucket")),
         "ResultsTableName": out("DynamoDB results table", ref("ResultsTable")),
         "ResultsTableArn": out("DynamoDB results table ARN", getatt("ResultsTable", "Arn")),
         "IngestFunctionName": out("ingest function", ref("IngestFunction")),
