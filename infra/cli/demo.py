@@ -100,7 +100,7 @@ def _row(name: str, modelled: dict, measured: dict) -> str:
 
 def format_demo(report: dict) -> str:
     """Modelled (simulated, whole trace) beside measured (online path, locally, slice)."""
-    head = (f"  {'plan':<7}| {'$/1M':>9} {'p99 ms':>8} {'padding':>8} {'mean B':>7} | "
+    head = (f"  {'plan':<7}| {'e2e $/1M':>9} {'p99 ms':>8} {'padding':>8} {'mean B':>7} | "
             f"{'p50 ms':>7} {'p99 ms':>8} {'padding':>8} {'mean B':>7} {'lost':>5}")
     lines = ["", "MBS demo: modelled (simulated on Lambda, whole trace) | measured (this "
              "machine's CPU, online path served locally, trace slice)", head,
