@@ -103,6 +103,9 @@ def _wait_done(url: str, id_lists: list[list[str]], timeout_s: float) -> tuple[d
                 finished = time.time()
         open_lists = still
         if open_lists:
+            terminal = sum(1 for s in states.values() if s != "PENDING")
+            print(f"{terminal} of {sum(map(len, id_lists))} texts terminal", file=sys.stderr,
+                  flush=True)
             time.sleep(1.0)
     return states, reads, finished
 
