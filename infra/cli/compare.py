@@ -29,7 +29,8 @@ from optimizer.platform.pricing import load_pricing
 
 DEFAULT_SWEEP_SLOS_MS = (250.0, 500.0, 1000.0, 2000.0)
 _NAMES = {"mbs": "MBS", "batch": "BATCH tuned", "no_batching": "no batching",
-          "triton": "Triton-style", "oracle": "oracle floor"}
+          "triton": "Triton-style", "oracle": "oracle floor (SLO-blind)",
+          "bound": "lower bound (SLO)", "clairvoyant": "clairvoyant"}
 _COLUMNS = ("policy", "$/1M", "vs MBS", "p50 ms", "p99 ms", "tail ms", "in SLO", "SLO met",
             "padding", "invocations", "batch")
 
@@ -43,8 +44,10 @@ def _row(comparison: Comparison, name: str) -> tuple[str, ...]:
     m = out.metrics
     ratio = comparison.ratios()["cost_vs_mbs"].get(name)
     met = {True: "yes", False: "NO", None: "n/a"}[out.feasible]
+    timed = name != "bound"  # the bound is computed, not simulated: it has no latencies
     return (_NAMES[name], f"{m.cost_per_million_usd:.3f}", _fmt(ratio, ".2f") + "x" * (
-        ratio is not None), f"{m.p50_ms:.0f}", f"{m.p99_ms:.0f}", _fmt(out.tail_ms, ".0f"),
+        ratio is not None), f"{m.p50_ms:.0f}" if timed else "-",
+            f"{m.p99_ms:.0f}" if timed else "-", _fmt(out.tail_ms, ".0f"),
             f"{m.slo_attainment:.2%}" if out.feasible is not None else "n/a", met,
             f"{m.padding_overhead:.1%}", f"{m.invocations:.0f}", f"{m.mean_batch_size:.2f}")
 
@@ -61,10 +64,17 @@ def format_comparison(comparison: Comparison, workload: str, backend: str) -> st
     for row in rows:
         lines.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w)
                                for j, (c, w) in enumerate(zip(row, widths, strict=True))))
-    ratio = comparison.ratios()["mbs_vs_oracle"]
+    ratios = comparison.ratios()
     lines += ["", f"$/1M: simulated batching cost (infer function + queue) per 1M requests; "
                   f"vs MBS: that cost over MBS's; tail: simulated p{comparison.percentile:g}",
-              f"MBS / oracle floor (simulated cost): {_fmt(ratio, '.2f')}x"]
+              f"MBS / oracle floor (simulated cost): {_fmt(ratios['mbs_vs_oracle'], '.2f')}x "
+              "(SLO-blind: no plan that meets the SLO reaches it)"]
+    for key, label in (("mbs_vs_bound", "MBS / lower bound"),
+                       ("mbs_vs_clairvoyant", "MBS / clairvoyant"),
+                       ("clairvoyant_vs_bound", "clairvoyant / lower bound (the bracket)")):
+        pair = ratios[key]
+        lines.append(f"{label}: end to end {_fmt(pair['end_to_end'], '.2f')}x, "
+                     f"infer {_fmt(pair['infer'], '.2f')}x")
     for name in ("mbs", "batch"):
         search = comparison.outcomes[name].search
         if search is not None:

@@ -7,10 +7,14 @@ Each policy is tuned for the same trace, lengths, backend and SLO (the `percenti
 - triton: a Triton/TF-Serving dynamic batcher (one queue, max batch, max queue delay, a fixed
   pool of instances), its knobs picked from a small grid by simulation (compare_grid.py);
 - no_batching: one request per invocation, its memory picked the same way;
-- oracle: the floor of optimizer.sim.baselines.oracle_floor (each request at its own length in
-  full zero-wait batches), the cheapest over the memory choices at the largest batch size the
-  search may use. It ignores the SLO, so it bounds cost, not latency.
-Every figure is simulated (modelled), never measured.
+- oracle: the SLO-blind floor of optimizer.sim.baselines.oracle_floor (each request at its own
+  length in full zero-wait batches), the cheapest over the memory choices at the largest batch
+  size the search may use. It ignores the SLO, so no plan that meets the SLO reaches it;
+- bound and clairvoyant (optimizer/compare/floors.py): the floors that respect the SLO. bound
+  is a proven lower bound (no plan of the memory sizes and batch cap above that meets the SLO
+  costs less; computed, not simulated), clairvoyant a schedule planned knowing the whole trace
+  and replayed by the simulator (an upper bound on the optimum). Together they bracket it.
+Every figure is simulated (modelled), never measured, but the bound's, which is computed.
 
 JSON schema (Comparison.to_dict; tests/test_compare.py checks it):
 {
@@ -20,7 +24,8 @@ JSON schema (Comparison.to_dict; tests/test_compare.py checks it):
   "slo_ms": float, "percentile": float, "mode": "dispatcher" | "managed",
   "backend": {"name": "lambda" | "gpu", "profile": str, "device": str, "pricing": {...},
               "memory_choices_mb": [int, ...] | null},
-  "policies": {                       # keys: "mbs", "batch", "no_batching", "triton", "oracle"
+  "policies": {     # keys: "mbs", "batch", "no_batching", "triton", "oracle", "bound",
+                    #       "clairvoyant"
     NAME: {
       ...PlanMetrics.to_dict():  cost_per_million_usd (batching cost: infer + queue, the figure
                                  plans compete on), total_cost_per_million_usd, p50_ms, p95_ms,
@@ -28,8 +33,10 @@ JSON schema (Comparison.to_dict; tests/test_compare.py checks it):
                                  requests, cold_starts, mean_batch_size, cost {...},
                                  per_buffer {...},
       "tail_ms": float,            # the percentile-th latency
-      "feasible": bool,            # tail_ms <= slo_ms
-      "plan": {...} | null,        # Plan.to_dict(); null for the oracle
+      "feasible": bool | null,     # tail_ms <= slo_ms; null for the oracle and the bound
+                                   # (false, with settings.infeasible, where no batching can
+                                   # meet the SLO)
+      "plan": {...} | null,        # Plan.to_dict(); null for the oracle and the bound
       "tuning": str,               # how its settings were chosen
       "settings": {...},           # the tuned knobs (e.g. the oracle's memory_mb, max_batch;
                                    # for searched ones max_buffers, search_feasible and
@@ -38,9 +45,13 @@ JSON schema (Comparison.to_dict; tests/test_compare.py checks it):
     }
   },
   "ratios": {
-    "cost_vs_mbs": {"batch": x, "no_batching": x, "triton": x, "oracle": x},  # policy / mbs
+    "cost_vs_mbs": {"batch": x, "no_batching": x, "triton": x, "oracle": x,
+                    "bound": x, "clairvoyant": x},                            # policy / mbs
     "padding_vs_mbs": {...}, "invocations_vs_mbs": {...},                    # policy / mbs
-    "mbs_vs_oracle": x                                                        # mbs / oracle
+    "mbs_vs_oracle": x,                                                       # mbs / oracle
+    "mbs_vs_bound": {"end_to_end": x, "infer": x},          # mbs / bound, per cost figure
+    "mbs_vs_clairvoyant": {"end_to_end": x, "infer": x},    # mbs / clairvoyant
+    "clairvoyant_vs_bound": {"end_to_end": x, "infer": x}   # the bracket's width
   }                                  # a ratio is null where its denominator is 0
 }
 """
@@ -51,13 +62,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from optimizer.compare.floors import FLOORS, floor_outcomes
 from optimizer.compare.grid import BaselineGrids, oracle_outcome, pick_no_batching, pick_triton
 from optimizer.compare.workbench import Outcome, Tuner, Workbench, judge
 from optimizer.platform.backends import Backend
 
 SCHEMA = "mbs.compare/1"
-POLICIES = ("mbs", "batch", "no_batching", "triton", "oracle")
-BASELINES = ("batch", "no_batching", "triton", "oracle")
+POLICIES = ("mbs", "batch", "no_batching", "triton", "oracle", *FLOORS)
+BASELINES = ("batch", "no_batching", "triton", "oracle", *FLOORS)
 Progress = Callable[[str], None]
 
 
@@ -95,7 +107,21 @@ class Comparison:
             out["padding_vs_mbs"][name] = _ratio(other.padding_overhead, mbs.padding_overhead)
             out["invocations_vs_mbs"][name] = _ratio(other.invocations, mbs.invocations)
         out["mbs_vs_oracle"] = _ratio(mbs.cost_per_million_usd, self.cost_usd("oracle"))
+        out.update(self.floor_ratios())
         return out
+
+    def floor_ratios(self) -> dict[str, dict[str, float | None]]:
+        """MBS over each floor and the bracket (clairvoyant over bound), end to end and infer."""
+        def pair(num: str, den: str) -> dict[str, float | None]:
+            a, b = self.outcomes[num].metrics, self.outcomes[den].metrics
+            return {"end_to_end": _ratio(a.end_to_end_cost_per_million_usd,
+                                         b.end_to_end_cost_per_million_usd),
+                    "infer": _ratio(a.infer_cost_per_million_usd,
+                                    b.infer_cost_per_million_usd)}
+
+        return {"mbs_vs_bound": pair("mbs", "bound"),
+                "mbs_vs_clairvoyant": pair("mbs", "clairvoyant"),
+                "clairvoyant_vs_bound": pair("clairvoyant", "bound")}
 
     def to_dict(self, workload: str, backend: Backend) -> dict[str, Any]:
         """The documented JSON object (see the module docstring)."""
@@ -176,6 +202,8 @@ def compare(bench: Workbench, tuner: Tuner, settings: CompareSettings,
                 "triton": pick_triton(grids, bench),
                 "oracle": oracle_outcome(bench, settings.memory_choices_mb,
                                          settings.oracle_max_batch)}
+    say("computing the floors: the lower bound and the clairvoyant schedule")
+    outcomes.update(floor_outcomes(bench, settings.memory_choices_mb, settings.oracle_max_batch))
     return Comparison(bench.slo_ms, bench.percentile, bench.mode, outcomes)
 
 
