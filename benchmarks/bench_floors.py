@@ -134,8 +134,12 @@ def measure(name: str, spec: WorkloadSpec, long_fraction: float | None, evals: i
                      "allowed_misses": floor.allowed_misses,
                      "forced_misses": floor.forced_misses, "infeasible": floor.infeasible,
                      "wall_s": wall, "cpu_s": cpu}
-    return {"name": name, "workload": spec.describe() + (
-        f", {long_fraction:.0%} review passages" if long_fraction is not None else ""),
+    described = spec.describe()
+    if long_fraction is not None:  # describe() names the default mix
+        described = (described.split(", texts:")[0] + f", texts: Pang & Lee "
+                     f"({1 - long_fraction:.0%} sentences, {long_fraction:.0%} review passages), "
+                     f"seed {spec.seed}")
+    return {"name": name, "workload": described,
             "requests": int(arrivals.size), "rows": rows, "ratios": ratios(rows),
             "bound_time": {"wall_s": wall, "cpu_s": cpu}}
 

@@ -36,13 +36,25 @@ Proof.
    fastest memory) starts cold and misses when cold_start_ms + t(1, L_i) > S; a request that
    takes longer than S alone misses too. If F holds more than K, no schedule meets the SLO
    (InfeasibleSLO).
-Finding y. Column generation (Gilmore-Gomory): the covering LP "min sum c(G) x_G, every
-request of a component in >= 1 chosen group" is solved by HiGHS over a growing set of groups,
-one LP per component (requests between gaps longer than S, which no group crosses); its duals
+5. End to end: every batch also pays the per-batch log lines, lam (tables.UnitCosts), and no
+   group holds more than max_batch requests, so y_i + lam / max_batch is feasible for the
+   groups' end-to-end costs c(G) + lam: apply the claim to those weights.
+Finding y. Column generation (Gilmore-Gomory, covering.py): the covering LP "min sum c(G) x_G,
+every request in >= 1 chosen group" is solved by HiGHS over a growing set of groups; its duals
 are y; groups.GroupOracle searches every legal group for ones y overpays and adds them, until
 none is left or the rounds run out. Whatever y the rounds end with, the oracle's exhaustive
 check gives rho = max over groups of sum(y)/c(G), and y / max(1, rho) satisfies every group's
 constraint: the bound holds even when the rounds stop early.
+- Up to EXACT_REQUESTS requests: one LP, with the misses in it (z_i >= 0 uncovers request i,
+  sum z <= K - F), run until no group is overpaid: the bound is then that LP's value, which a
+  looser SLO never raises (every group stays legal).
+- Beyond: blocks of at most BLOCK_REQUESTS requests, cut at gaps longer than S (no group spans
+  one) and, in longer runs, at the widest gap of their middle half. Each block has its own LP
+  and its y is certified against the groups inside it. 6. A group across a cut lies within S of
+  it on both sides (its span is at most S), so the requests there (the zone) take
+  min(y_i, f(L_i)) with f(L) = min over m, b <= max_batch and L' >= L of C(b, L', m) / b: a
+  group of such requests costs at least |G| times that, and groups inside a block only lose
+  weight. The misses are then dropped from the certified y as in the claim.
 What it leaves out (each only lowers the bound): concurrency caps, queueing, every cold start
 after the first, keep-alive, and what a missed request adds to a batch it shares.
 """
