@@ -9,17 +9,21 @@ Each policy is tuned for the same trace, lengths, backend and SLO (the `percenti
 - no_batching: one request per invocation, its memory picked the same way;
 - plain_lambda: the no-batching runs (their cold starts and latency) priced as a plain Lambda
   per request behind the HTTP API: no dispatcher, queue or table; its memory picked the same way;
-- oracle: the floor of optimizer.sim.baselines.oracle_floor (each request at its own length in
-  full zero-wait batches), the cheapest over the memory choices at the largest batch size the
-  search may use. It ignores the SLO, so it bounds cost, not latency.
-Every figure is simulated (modelled), never measured. Every cost is end to end on the policy's
-request path (optimizer/platform/plan_cost.py): MBS and BATCH on their mode's (dispatcher: the
-online path with its dispatcher fleet; managed: the bulk path, batched by the SQS event source
-mapping as AWS runs it), Triton-style and no batching on the online path as MBS in dispatcher
-mode, plain_lambda on its own. Tuning and ratios use the end-to-end cost; infer and batching
-costs are reported beside it. In managed mode (`mbs compare --mode managed`, with SLOs of
-seconds) one more policy, mbs_online, puts the online path beside the bulk one on the same
-workload and SLO: MBS searched in dispatcher mode, for reference.
+- oracle: the SLO-blind floor of optimizer.sim.baselines.oracle_floor (each request at its own
+  length in full zero-wait batches), the cheapest over the memory choices at the largest batch
+  size the search may use. It ignores the SLO, so no plan that meets the SLO reaches it;
+- bound and clairvoyant (optimizer/compare/floors.py): the floors that respect the SLO. bound
+  is a proven lower bound (no plan of the memory sizes and batch cap above that meets the SLO
+  costs less; computed, not simulated), clairvoyant a schedule planned knowing the whole trace
+  and replayed by the simulator (an upper bound on the optimum). Together they bracket it.
+Every figure is simulated (modelled), never measured, but the bound's, which is computed. Every
+cost is end to end on the policy's request path (optimizer/platform/plan_cost.py): MBS and BATCH
+on their mode's (dispatcher: the online path with its dispatcher fleet; managed: the bulk path,
+batched by the SQS event source mapping as AWS runs it), Triton-style and no batching on the
+online path as MBS in dispatcher mode, plain_lambda on its own. Tuning and ratios use the end-
+to-end cost; infer and batching costs are reported beside it. In managed mode (`mbs compare
+--mode managed`, with SLOs of seconds) one more policy, mbs_online, puts the online path beside
+the bulk one on the same workload and SLO: MBS searched in dispatcher mode, for reference.
 
 JSON schema (Comparison.to_dict; tests/test_compare.py checks it):
 {
@@ -30,7 +34,8 @@ JSON schema (Comparison.to_dict; tests/test_compare.py checks it):
   "backend": {"name": "lambda" | "gpu", "profile": str, "device": str, "pricing": {...},
               "memory_choices_mb": [int, ...] | null},
   "policies": {            # keys: "mbs", "batch", "no_batching", "triton", "plain_lambda",
-                           #       "oracle"; in managed mode also "mbs_online"
+                           #       "oracle", "bound", "clairvoyant"; in managed mode also
+                           #       "mbs_online"
     NAME: {
       ...PlanMetrics.to_dict():  end_to_end_cost_per_million_usd (every line item, the figure
                                  plans compete on), infer_cost_per_million_usd (the infer
@@ -45,8 +50,10 @@ JSON schema (Comparison.to_dict; tests/test_compare.py checks it):
                                  optimizer/platform/metrics.py), cost {line items in USD, path,
                                  totals}, per_buffer {...},
       "tail_ms": float,            # the percentile-th latency
-      "feasible": bool,            # tail_ms <= slo_ms
-      "plan": {...} | null,        # Plan.to_dict(); null for the oracle
+      "feasible": bool | null,     # tail_ms <= slo_ms; null for the oracle and the bound
+                                   # (false, with settings.infeasible, where no batching can
+                                   # meet the SLO)
+      "plan": {...} | null,        # Plan.to_dict(); null for the oracle and the bound
       "tuning": str,               # how its settings were chosen
       "settings": {...},           # the tuned knobs (e.g. the oracle's memory_mb, max_batch;
                                    # for searched ones max_buffers, search_feasible and
@@ -56,9 +63,12 @@ JSON schema (Comparison.to_dict; tests/test_compare.py checks it):
   },
   "ratios": {
     "cost_vs_mbs": {"batch": x, "no_batching": x, "triton": x, "plain_lambda": x,
-                    "oracle": x},                        # end to end, policy / mbs
+                    "oracle": x, "bound": x, "clairvoyant": x},  # end to end, policy / mbs
     "padding_vs_mbs": {...}, "invocations_vs_mbs": {...},                    # policy / mbs
     "mbs_vs_oracle": x,                                                       # mbs / oracle
+    "mbs_vs_bound": {"end_to_end": x, "infer": x},          # mbs / bound, per cost figure
+    "mbs_vs_clairvoyant": {"end_to_end": x, "infer": x},    # mbs / clairvoyant
+    "clairvoyant_vs_bound": {"end_to_end": x, "infer": x},  # the bracket's width
     "mbs_vs_online": x               # managed mode only: mbs (bulk) / mbs_online (online)
   }                                  # a ratio is null where its denominator is 0
 }
@@ -73,6 +83,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from optimizer.compare.floors import FLOORS, floor_outcomes
 from optimizer.compare.grid import (
     BaselineGrids,
     oracle_outcome,
@@ -85,8 +96,8 @@ from optimizer.platform.backends import Backend
 
 SCHEMA = "mbs.compare/2"
 RATES_SCHEMA = "mbs.compare-rates/1"
-POLICIES = ("mbs", "batch", "no_batching", "triton", "plain_lambda", "oracle")
-BASELINES = ("batch", "no_batching", "triton", "plain_lambda", "oracle")
+POLICIES = ("mbs", "batch", "no_batching", "triton", "plain_lambda", "oracle", *FLOORS)
+BASELINES = ("batch", "no_batching", "triton", "plain_lambda", "oracle", *FLOORS)
 ONLINE_REFERENCE = "mbs_online"  # managed mode: MBS planned for the online path, beside it
 COST_FIGURES = ("end_to_end_cost_per_million_usd", "infer_cost_per_million_usd",
                 "batching_cost_per_million_usd")
@@ -137,9 +148,23 @@ class Comparison:
             out["padding_vs_mbs"][name] = _ratio(other.padding_overhead, mbs.padding_overhead)
             out["invocations_vs_mbs"][name] = _ratio(other.invocations, mbs.invocations)
         out["mbs_vs_oracle"] = _ratio(self.cost_usd("mbs"), self.cost_usd("oracle"))
+        out.update(self.floor_ratios())
         if ONLINE_REFERENCE in self.outcomes:
             out["mbs_vs_online"] = _ratio(self.cost_usd("mbs"), self.cost_usd(ONLINE_REFERENCE))
         return out
+
+    def floor_ratios(self) -> dict[str, dict[str, float | None]]:
+        """MBS over each floor and the bracket (clairvoyant over bound), end to end and infer."""
+        def pair(num: str, den: str) -> dict[str, float | None]:
+            a, b = self.outcomes[num].metrics, self.outcomes[den].metrics
+            return {"end_to_end": _ratio(a.end_to_end_cost_per_million_usd,
+                                         b.end_to_end_cost_per_million_usd),
+                    "infer": _ratio(a.infer_cost_per_million_usd,
+                                    b.infer_cost_per_million_usd)}
+
+        return {"mbs_vs_bound": pair("mbs", "bound"),
+                "mbs_vs_clairvoyant": pair("mbs", "clairvoyant"),
+                "clairvoyant_vs_bound": pair("clairvoyant", "bound")}
 
     def to_dict(self, workload: str, backend: Backend, rate_scale: float = 1.0) -> dict[str, Any]:
         """The documented JSON object (see the module docstring)."""
@@ -231,6 +256,8 @@ def compare(bench: Workbench, tuner: Tuner, settings: CompareSettings,
                           settings.max_buffers, settings.evals)
         outcomes[ONLINE_REFERENCE] = replace(online, tuning=online.tuning + "; dispatcher "
                                              "mode, priced on the online path, for reference")
+    say("computing the floors: the lower bound and the clairvoyant schedule")
+    outcomes.update(floor_outcomes(bench, settings.memory_choices_mb, settings.oracle_max_batch))
     return Comparison(bench.slo_ms, bench.percentile, bench.mode, outcomes)
 
 

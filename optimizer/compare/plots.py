@@ -27,9 +27,12 @@ from optimizer.compare.comparison import (  # noqa: E402
 from optimizer.platform.cost_breakdown import CostBreakdown  # noqa: E402
 
 LABELS = {"mbs": "MBS", "batch": "BATCH (tuned)", "no_batching": "no batching",
-          "triton": "Triton-style", "plain_lambda": "plain Lambda", "oracle": "oracle floor"}
+          "triton": "Triton-style", "plain_lambda": "plain Lambda", "oracle": "SLO-blind oracle",
+          "bound": "lower bound (SLO)", "clairvoyant": "clairvoyant"}
 COLOURS = {"mbs": "tab:blue", "batch": "tab:orange", "no_batching": "tab:gray",
-           "triton": "tab:green", "plain_lambda": "tab:purple", "oracle": "black"}
+           "triton": "tab:green", "plain_lambda": "tab:purple", "oracle": "black",
+           "bound": "tab:red", "clairvoyant": "tab:brown"}
+DASHED = ("oracle", "bound")  # floors, not plans that run
 RATE_POLICIES = ("mbs", "batch", "plain_lambda")  # the cost-vs-rate chart's lines
 ITEM_LABELS = {"infer_compute_usd": "infer GB-s (INIT incl.)",
                "infer_request_usd": "infer requests", "queue_usd": "SQS",
@@ -52,7 +55,8 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 
 def latency_cdf(comparison: Comparison, path: Path, subtitle: str = "") -> Path:
-    """Each policy's latency CDF (the oracle has none: it is a cost floor), with the SLO."""
+    """Each policy's latency CDF (the oracle and the bound have none: they are cost floors),
+    with the SLO."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     quantiles = np.linspace(0.0, 100.0, CDF_POINTS)
     for name in POLICIES:
@@ -145,7 +149,7 @@ def cost_vs_slo(points: Sequence[SweepPoint], path: Path, percentile: float,
     for name in POLICIES:
         costs = [p.cost_usd[name] for p in points]
         ax.plot(slos, costs, color=COLOURS[name], label=LABELS[name],
-                linestyle="--" if name == "oracle" else "-")
+                linestyle="--" if name in DASHED else "-")
         missed = [i for i, p in enumerate(points) if p.feasible[name] is False]
         met = [i for i in range(len(points)) if i not in missed]
         ax.scatter([slos[i] for i in met], [costs[i] for i in met], color=COLOURS[name])

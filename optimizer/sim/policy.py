@@ -47,6 +47,7 @@ class PolicyOptions:
     attrs: RequestAttrs = RequestAttrs()
     hold_when_busy: bool = False
     weights: dict[str, float] | None = None
+    schedule: Sequence[Sequence[int]] | None = None  # fixed batches (request indices) to replay
 
 
 @dataclass(frozen=True)
