@@ -7,9 +7,9 @@ Per workload (CPU backend lambda, p99 <= 1 s, dispatcher mode), one table:
   3 timeouts, 3 memories: every plan estimated), replayed by the simulator;
 - clairvoyant: optimizer/floors/schedule_search.py, replayed by the simulator;
 - bound: optimizer/floors/bound.py (computed, not simulated), with its CPU and wall time.
-Costs per 1M requests, end to end on the online path (every simulated run repriced with
-request_paths.online_cost and the dispatcher fleet of dispatcher_fleet.py, the items the bound
-counts) and the infer function alone. Targets (issue 14): MBS / bound <= 1.25 (each figure),
+Costs per 1M requests, end to end on the online path (the simulator's end-to-end figure: every
+line item with the dispatcher fleet, the items the bound counts) and the infer function alone.
+Targets (issue 14): MBS / bound <= 1.25 (each figure),
 clairvoyant / bound <= 1.3, bound time <= 30 s on the default workload.
 Writes benchmarks/results/floors.json.
 
@@ -39,9 +39,7 @@ from optimizer.floors.bound import lower_bound  # noqa: E402
 from optimizer.floors.schedule_search import clairvoyant  # noqa: E402
 from optimizer.floors.tables import dispatcher_run_cost  # noqa: E402
 from optimizer.platform.backends import make_backend  # noqa: E402
-from optimizer.platform.dispatcher_fleet import fleet_task_seconds  # noqa: E402
 from optimizer.platform.pricing import Pricing  # noqa: E402
-from optimizer.platform.request_paths import InferBill, online_cost  # noqa: E402
 from optimizer.search.optimize import exhaustive  # noqa: E402
 from optimizer.sim.engine import SimResult  # noqa: E402
 from optimizer.workload.lengths import token_lengths  # noqa: E402
@@ -75,21 +73,11 @@ def workload(spec: WorkloadSpec, long_fraction: float | None) -> Workload:
     return Workload(np.asarray(trace.arrivals_s), tuple(texts), spec)
 
 
-def online_usd(result: SimResult, arrivals: np.ndarray, pricing: Pricing) -> float:
-    """A simulated run's end-to-end bill on the online path, with the dispatcher fleet."""
-    log = result.batches
-    duration_s = float(arrivals.max())
-    return online_cost(float(arrivals.size), InferBill.from_invocations(log.billed_ms,
-                                                                        log.memory_mb),
-                       duration_s, fleet_task_seconds(arrivals, duration_s), pricing).total_usd
-
-
-def row(result: SimResult, arrivals: np.ndarray, pricing: Pricing, **extra) -> dict:
-    per = 1e6 / arrivals.size
+def row(result: SimResult, **extra) -> dict:
     m = result.metrics
     tail = float(np.percentile(result.latency_ms, PERCENTILE))
-    return {"end_to_end_per_million_usd": online_usd(result, arrivals, pricing) * per,
-            "infer_per_million_usd": m.cost.infer_usd * per, "p99_ms": tail,
+    return {"end_to_end_per_million_usd": m.end_to_end_cost_per_million_usd,
+            "infer_per_million_usd": m.infer_cost_per_million_usd, "p99_ms": tail,
             "meets_slo": tail <= SLO_MS, "invocations": int(m.invocations),
             "cold_starts": int(m.cold_starts), "padding_overhead": m.padding_overhead, **extra}
 
@@ -105,21 +93,21 @@ def measure(name: str, spec: WorkloadSpec, long_fraction: float | None, evals: i
     say = lambda msg: print(f"[{name}] {msg}", flush=True)  # noqa: E731
     say(f"{arrivals.size} requests; searching MBS ({evals} estimates)")
     tuned = search_tuner(seed=0, progress=False)(bench, 4, evals)
-    rows = {"mbs": row(bench.simulate(tuned.plan), arrivals, pricing,
+    rows = {"mbs": row(bench.simulate(tuned.plan),
                        search_wall_s=tuned.wall_s, buffers=len(tuned.plan.buffers))}
     say("exhaustive grid (bench_search.py's small space)")
     ctx = EstimatorContext.build(arrivals, lengths, backend.service_ms, pricing, SLO_MS)
     started = time.perf_counter()
     best, tried = exhaustive(ctx, SMALL, lengths, SLO_MS, PERCENTILE)
     if best is not None:
-        rows["grid"] = row(bench.simulate(best.plan), arrivals, pricing, plans=tried,
+        rows["grid"] = row(bench.simulate(best.plan), plans=tried,
                            wall_s=time.perf_counter() - started)
     say("clairvoyant schedule")
     started = time.perf_counter()
     found = clairvoyant(arrivals, lengths, backend.service_ms, pricing, SLO_MS,
                         percentile=PERCENTILE, memories_mb=memories, max_batch=cap,
                         strict=False)
-    rows["clairvoyant"] = row(found.result, arrivals, pricing, **found.settings(),
+    rows["clairvoyant"] = row(found.result, **found.settings(),
                               wall_s=time.perf_counter() - started)
     say("lower bound")
     wall, cpu = time.perf_counter(), time.process_time()

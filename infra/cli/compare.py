@@ -262,9 +262,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "compare", conflict_handler="resolve",  # --rate-scale takes a list here (below)
         help="MBS against every baseline for one workload and SLO, simulated",
         description="Optimize MBS (the Bayesian search over up to --max-buffers buffers) and "
-        "every baseline (BATCH: the same search with one buffer; a Triton-style batcher and no "
-        "batching: small grids; the oracle floor) for the same workload and SLO, replay them "
-        "all in the simulator on the same trace and print one table. Every figure is simulated.")
+        "every baseline (BATCH: the same search with one buffer; a Triton-style batcher, no "
+        "batching and a plain Lambda per request: small grids) for the same workload and SLO, "
+        "replay them all in the simulator on the same trace and print one table, with the "
+        "floors: the SLO-blind oracle, a proven lower bound on any plan that meets the SLO "
+        "(computed) and a clairvoyant schedule that knows the whole trace (simulated); the two "
+        "bracket the best possible cost. Every other figure is simulated.")
     add_slo_flag(parser)
     add_percentile_flag(parser)
     parser.add_argument("--mode", choices=MODES, default="dispatcher",
