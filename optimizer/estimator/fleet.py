@@ -169,7 +169,9 @@ class FleetEstimator:
                                        InferBill(0.0, metrics.invocations))
             later = tuple((share * w, shift + extra) for share, shift in cdf.parts
                           for w, extra in shifts)
-            shifted.append((replace(metrics, cost=cost), replace(cdf, parts=later)))
+            # no cold starts on a fleet: the Lambda model's first environments are instances
+            shifted.append((replace(metrics, cost=cost, cold_starts=0.0),
+                            replace(cdf, parts=later)))
         combined = combine_buffers(plan, shifted, self.ctx)
         cost = plan_cost([m.cost for m, _ in shifted], billing.run_cost(plan_paths(plan)))
         return replace(combined, cost=cost, instance_hours=billing.fleet.instance_hours)
