@@ -64,6 +64,9 @@ def test_instance_seconds_are_the_sum_of_the_fleets_lifetimes(monkeypatch) -> No
     lifetimes = sum(end - start for start, end in fleet.lifetimes)
     assert fleet.instance_seconds() == pytest.approx(lifetimes)
     assert result.metrics.instance_hours == pytest.approx(lifetimes / 3600.0)
+    spans = result.instance_lifetimes_s
+    assert spans.shape == (len(fleet.lifetimes), 2)
+    assert np.sum(spans[:, 1] - spans[:, 0]) == pytest.approx(lifetimes)
     assert len(fleet.lifetimes) > 3  # it scaled out
     # and the bill is that instance time at g6.xlarge's price plus 15%
     assert result.metrics.cost.infer_compute_usd == pytest.approx(lifetimes / 3600 * 0.8048 * 1.15)

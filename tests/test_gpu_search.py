@@ -9,6 +9,7 @@ import pytest
 
 import optimizer.sim  # noqa: F401  (registers the policies)
 from buffers.plan import BufferSpec, DispatchMode, Plan
+from optimizer.estimator.estimate import estimate
 from optimizer.estimator.fleet import FleetEstimator, estimate_gpu, fleet_context, fleet_over_ticks
 from optimizer.platform.gpu_instances import instance
 from optimizer.platform.latency_model import GpuLatencyModel
@@ -80,6 +81,8 @@ def test_the_estimator_refuses_what_has_no_fleet() -> None:
                    backend="gpu", instance_type="g6.xlarge", max_instances=4)
     with pytest.raises(ValueError, match="dispatched online"):
         FleetEstimator(ctx)(managed)
+    with pytest.raises(ValueError, match="estimate it with optimizer.estimator.fleet"):
+        estimate(plan(), ctx)  # the lambda estimator would price invocations, not instances
 
 
 def test_service_moves_to_the_instance_types_gpu() -> None:

@@ -43,6 +43,9 @@ class SimResult:
     gear_of_request: np.ndarray | None = None  # with gears: the gear each request went to
     exposed: np.ndarray | None = None  # managed mode: found its poller's window lapsed
     low_traffic_extra_ms: float = 0.0  # how much longer an exposed request may wait
+    # a gpu plan's fleet: per instance (launched_s, retired_s); their spans sum to the
+    # instance-seconds billed (PlanMetrics.instance_hours x 3600)
+    instance_lifetimes_s: np.ndarray | None = None
 
 
 def run_events(policy: Policy, arrivals_s: list[float]) -> None:
@@ -102,7 +105,8 @@ def simulate(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms
     result = _result(plan, arrivals, lens, routes, launcher, slo_ms, billing, rules)
     if gpu:
         hours = billing.fleet.instance_hours
-        result = replace(result, metrics=replace(result.metrics, instance_hours=hours))
+        result = replace(result, metrics=replace(result.metrics, instance_hours=hours),
+                         instance_lifetimes_s=np.asarray(launcher.lifetimes, dtype=np.float64))
     return result if gears is None else replace(result, gear_of_request=events.gear_of)
 
 
