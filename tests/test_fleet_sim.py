@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import optimizer.sim  # noqa: F401  (registers the policies)
-from buffers.plan import BufferSpec, Plan
+from buffers.plan import BufferSpec, DispatchMode, Plan
 from optimizer.platform.lmi_scaling import FleetBounds, ScalingRules, scale_decision
 from optimizer.platform.pricing import Pricing
 from optimizer.sim.engine import simulate
@@ -89,6 +89,7 @@ def test_instance_seconds_are_the_sum_of_the_fleets_lifetimes(monkeypatch) -> No
         running = int(np.sum((start <= s) & (end > s)))
         serving = int(np.sum((serving_from <= s) & (retired > s)))
         assert running <= serving
+        assert serving >= 3  # the floor holds through scale-in
 
 
 def test_a_quiet_fleet_keeps_its_three_instances() -> None:
@@ -122,6 +123,14 @@ def test_max_instances_caps_the_fleet(burst_run) -> None:
     _, free = burst_run
     assert capped.metrics.instance_hours <= 4 * capped.batches.end_s.max() / 3600 + 1e-9
     assert capped.metrics.p99_ms > free.metrics.p99_ms
+
+
+def test_managed_buffers_stay_off_the_fleet() -> None:
+    managed = Plan(buffers=(BufferSpec("bulk", 1, 256, 8, 1000, 1024,
+                                       dispatch_mode=DispatchMode.MANAGED),),
+                   backend="gpu", instance_type="g6.xlarge", max_instances=4)
+    with pytest.raises(ValueError, match=r"\['bulk'\] are managed"):
+        simulate(managed, np.array([0.0, 1.0]), np.array([5, 6]), service_ms, Pricing(), 1000.0)
 
 
 def test_lambda_plans_bill_no_instances() -> None:

@@ -79,7 +79,7 @@ def test_the_estimator_refuses_what_has_no_fleet() -> None:
     managed = Plan(buffers=(BufferSpec("all", 1, 256, 8, 1000, 1024,
                                        dispatch_mode=DispatchMode.MANAGED),),
                    backend="gpu", instance_type="g6.xlarge", max_instances=4)
-    with pytest.raises(ValueError, match="dispatched online"):
+    with pytest.raises(ValueError, match="runs buffers dispatched online"):
         FleetEstimator(ctx)(managed)
     with pytest.raises(ValueError, match="estimate it with optimizer.estimator.fleet"):
         estimate(plan(), ctx)  # the lambda estimator would price invocations, not instances

@@ -142,8 +142,9 @@ class FleetEstimator:
 
     def _part(self, spec: BufferSpec) -> tuple[BufferMetrics, LatencyCdf, np.ndarray]:
         if spec.dispatch_mode is DispatchMode.MANAGED:
-            raise ValueError(f"buffer {spec.name!r}: a gpu plan's buffers are dispatched "
-                             f"online (dispatcher mode), got {spec.dispatch_mode.value!r}")
+            raise ValueError(f"buffer {spec.name!r}: the GPU fleet runs buffers dispatched "
+                             f"online (dispatcher mode); a gpu plan's bulk path stays on CPU "
+                             f"Lambda, got {spec.dispatch_mode.value!r}")
         key = replace(spec, name="b")
         part = self._parts.get(key)
         if part is None:

@@ -20,8 +20,14 @@ plan unchanged, with the fleet in place of per-buffer Lambda environments:
 Bookings are a reservation calendar like lambda_rules.InstancePool: launches come in
 non-decreasing `now_s`, an instance's busy-until is known when it is booked, and a decision at
 a tick sees exactly the busy time booked before it (work not yet started is in later bins).
+A batch held back by its buffer's cap moves the fleet's clock to when it may start, so a
+decision in between may miss another buffer's batch booked after it; the cap rarely binds, as
+the gpu search sets it at the fleet's ceiling (optimizer/search/gpu.py).
 Each instance's lifetime (launch decision to retirement or run end) is recorded; their sum is
 the instance-seconds billed (optimizer/platform/gpu_cost.py).
+Only online (dispatcher-mode) buffers run on the fleet: a gpu plan's bulk path stays on CPU
+Lambda (ARCHITECTURE.md, "The gpu backend on AWS"), with another service time, so simulate those
+buffers as a lambda plan of their own.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import heapq
 import math
 from collections.abc import Sequence
 
-from buffers.plan import Plan
+from buffers.plan import DispatchMode, Plan
 from buffers.types import ServiceTime
 from optimizer.platform.lambda_rules import LambdaRules
 from optimizer.platform.lmi_scaling import FleetBounds, ScalingRules, scale_decision
@@ -42,6 +48,10 @@ class FleetLauncher:
     def __init__(self, plan: Plan, service_ms: ServiceTime, rules: LambdaRules,
                  scaling: ScalingRules | None = None) -> None:
         self.bounds = FleetBounds.of(plan)
+        managed = [s.name for s in plan.buffers if s.dispatch_mode is DispatchMode.MANAGED]
+        if managed:
+            raise ValueError(f"buffers {managed} are managed (bulk path, CPU Lambda); the GPU "
+                             f"fleet runs a gpu plan's online (dispatcher-mode) buffers only")
         self.scaling = scaling or ScalingRules()
         self.memory_mb = [spec.memory_mb for spec in plan.buffers]
         self.rules = rules
