@@ -1,13 +1,15 @@
 """How a Lambda Managed Instances (LMI) GPU fleet scales: the rules and one decision. Pure.
 
-What AWS documents (Lambda developer guide, "Scaling Lambda Managed Instances"):
+What AWS documents (Lambda developer guide, "Scaling Lambda Managed Instances",
+docs.aws.amazon.com/lambda/latest/dg/lambda-managed-instances-scaling.html):
 - LMI "does not scale when invocations arrive and does not support cold starts. Instead, it
   scales asynchronously using resource consumption signals" (utilisation);
 - "It launches three [instances] by default for AZ resiliency" (buffers/plan.py's
   DEFAULT_MIN_INSTANCES);
 - "If your traffic more than doubles within 5 minutes, you may see throttles as Lambda scales up
   instances and execution environments to meet demand";
-- and it scales down gradually ("Troubleshooting Lambda Managed Instances", slow scale-down).
+- and it scales down gradually ("Troubleshooting Lambda Managed Instances", slow scale-down:
+  "Lambda Managed Instances scale down gradually", lambda-managed-instances-troubleshooting).
 AWS publishes no decision period, window or launch time. Ours, each an assumption:
 - a decision every TICK_S = 60 s, from the GPU busy time of the last scale_out_window_s (60 s)
   to grow and of the last scale_in_window_s (10 min) to shrink, so it shrinks gradually;
