@@ -8,8 +8,9 @@ docs.aws.amazon.com/lambda/latest/dg/lambda-managed-instances-scaling.html):
   DEFAULT_MIN_INSTANCES);
 - "If your traffic more than doubles within 5 minutes, you may see throttles as Lambda scales up
   instances and execution environments to meet demand";
-- and it scales down gradually ("Troubleshooting Lambda Managed Instances", slow scale-down:
-  "Lambda Managed Instances scale down gradually", lambda-managed-instances-troubleshooting).
+- and it scales down gradually ("Troubleshooting Lambda Managed Instances", lambda-managed-
+  instances-troubleshooting.html, "Slow scale-down"; the excerpt read here was cut after
+  "scale down grad", so the word is not checked).
 AWS publishes no decision period, window or launch time. Ours, each an assumption:
 - a decision every TICK_S = 60 s, from the GPU busy time of the last scale_out_window_s (60 s)
   to grow and of the last scale_in_window_s (10 min) to shrink, so it shrinks gradually;
