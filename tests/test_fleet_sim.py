@@ -4,10 +4,13 @@ burst meets the fleet that was there before scale-out lands."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 import optimizer.sim  # noqa: F401  (registers the policies)
+from buffers.gears import GearConfig, GearSet
 from buffers.plan import BufferSpec, DispatchMode, Plan
 from optimizer.platform.lmi_scaling import FleetBounds, ScalingRules, scale_decision
 from optimizer.platform.pricing import Pricing
@@ -156,3 +159,21 @@ def test_scale_decision_grows_to_target_and_shrinks_only_on_the_long_window() ->
     assert scale_decision(6000.0, 60.0, 0.0, 600.0, 3, 0, RULES, bounds) == 7
     with pytest.raises(ValueError, match="scale_in_window_s must be a whole number"):
         ScalingRules(scale_in_window_s=90.0)
+
+
+def test_batching_gears_run_over_one_fleet(burst_run) -> None:
+    # gears switch batching with the load; the fleet below them is the static plan's
+    arrivals, lengths = bursty()
+    low = gpu_plan()
+    high = replace(low, buffers=tuple(replace(s, max_batch_size=64, timeout_ms=200)
+                                      for s in low.buffers))
+    config = GearConfig(up_rps=(100.0,), down_rps=(50.0,), tau_s=10.0, min_dwell_s=20.0)
+    geared = simulate(low, arrivals, lengths, service_ms, Pricing(), 1000.0,
+                      gears=GearSet((low, high), config))
+    assert set(np.unique(geared.gear_of_request)) == {0, 1}
+    assert int(geared.batches.size.sum()) == arrivals.size
+    spans = geared.instance_lifetimes_s
+    assert geared.metrics.instance_hours == pytest.approx(
+        float(np.sum(spans[:, 1] - spans[:, 0])) / 3600.0)
+    _, static = burst_run
+    assert geared.metrics.mean_batch_size > static.metrics.mean_batch_size
