@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from buffers.plan import BufferSpec, DispatchMode, Plan
+from buffers.plan import BackendType, BufferSpec, DispatchMode, Plan
 from optimizer.estimator.batch_waits import wait_histograms
 from optimizer.estimator.batching import BatchFormation, batch_formation
 from optimizer.estimator.context import EstimatorContext
@@ -160,6 +160,9 @@ def estimate(plan: Plan, ctx: EstimatorContext) -> PlanMetrics:
     Returns: PlanMetrics with the same fields the simulator reports (counts are expectations),
     per buffer and for the whole plan (whose latency is the mixture of the buffers').
     """
+    if plan.backend is BackendType.GPU:  # its infer function is a fleet, not invocations
+        raise ValueError(f"plan {plan.name!r} has backend 'gpu': estimate it with "
+                         "optimizer.estimator.fleet.estimate_gpu")
     if np.sum(ctx.length_pmf[plan.max_length + 1:]) > 0:
         top = int(np.nonzero(ctx.length_pmf)[0][-1])
         raise ValueError(f"lengths must be in 1..{plan.max_length}, got {top}")

@@ -106,12 +106,18 @@ class BufferMetrics:
 
 @dataclass(frozen=True)
 class PlanMetrics(BufferMetrics):
-    """A whole plan's figures, with the same figures per buffer."""
+    """A whole plan's figures, with the same figures per buffer.
+
+    instance_hours: a gpu plan's fleet, the instance time billed (optimizer/platform/gpu_cost.py);
+    None for a lambda plan, which has no fleet (its dict then leaves the key out, as before).
+    """
 
     per_buffer: dict[str, BufferMetrics] = field(default_factory=dict)
+    instance_hours: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(),
+        fleet = {} if self.instance_hours is None else {"instance_hours": self.instance_hours}
+        return {**super().to_dict(), **fleet,
                 "per_buffer": {name: m.to_dict() for name, m in self.per_buffer.items()}}
 
 

@@ -17,6 +17,9 @@ Encoding (`Encoding.decode`):
   evaluated.
 - `layout` (gears): boundaries, names, memory and concurrency are fixed to the given buffers,
   and only batch size, timeout and token budget are searched.
+- a gpu space (`instance_type` set): every plan has backend gpu on that type, and the plan-level
+  dimensions `min_instances` and `max_instances` (where the space offers more than one) are the
+  fleet's bounds; a ceiling under the floor is raised to it (a valid plan, as merged cuts are).
 """
 
 from __future__ import annotations
@@ -27,7 +30,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from buffers.plan import MAX_BATCH_WITHOUT_WINDOW, MODEL_MAX_LENGTH, BufferSpec, DispatchMode, Plan
+from buffers.plan import (
+    MAX_BATCH_WITHOUT_WINDOW,
+    MODEL_MAX_LENGTH,
+    BackendType,
+    BufferSpec,
+    DispatchMode,
+    Plan,
+)
 from optimizer.search.space import SearchSpace
 
 BOUNDARY_QUANTILES = 32  # cut candidates: the workload's length quantiles at k/32 ...
@@ -39,6 +49,7 @@ SLOT_FIELDS = {"batch": ("max_batch_size", "batch_sizes"),
                "memory": ("memory_mb", "memories_mb"),
                "concurrency": ("max_concurrency", "concurrencies")}
 _LAYOUT_FIXED = ("memory", "concurrency")  # a gear keeps its layout's memory and concurrency
+FLEET_FIELDS = ("min_instances", "max_instances")  # a gpu plan's fleet bounds (plan fields)
 
 
 def boundary_candidates(lengths: np.ndarray, max_length: int = MODEL_MAX_LENGTH) -> tuple[int, ...]:
@@ -82,6 +93,9 @@ class Encoding:
             dims += [Dimension(f"cut{j}", cuts) for j in range(1, space.max_buffers)]
         for j in range(cls._slots(space)):
             dims += [Dimension(f"{key}{j}", choices) for key, choices in cls._searched(space)]
+        if space.instance_type is not None:
+            dims += [Dimension(name, getattr(space, name)) for name in FLEET_FIELDS
+                     if len(getattr(space, name)) > 1]
         return cls(space, cuts, tuple(dims))
 
     @staticmethod
@@ -140,12 +154,24 @@ class Encoding:
                                   if not (self.space.layout and key in _LAYOUT_FIXED)})
                  for j, base in enumerate(bases)]
         if self.space.layout is not None:
-            return Plan(buffers=tuple(specs), name="mbs")
-        return named_plan(specs, self.space.mode)
+            plan = Plan(buffers=tuple(specs), name="mbs")
+        else:
+            plan = named_plan(specs, self.space.mode)
+        return self._fleet(plan, values)
+
+    def _fleet(self, plan: Plan, values: dict[str, object]) -> Plan:
+        """A gpu space's plan on its instance type and bounds; a lambda space's unchanged."""
+        if self.space.instance_type is None:
+            return plan
+        low, high = (int(values.get(name, getattr(self.space, name)[0])) for name in FLEET_FIELDS)
+        return replace(plan, backend=BackendType.GPU, instance_type=self.space.instance_type,
+                       min_instances=low, max_instances=max(high, low))
 
     def encode(self, plan: Plan) -> list[int] | None:
         """A point that decodes to `plan`, or None if the plan is outside this space."""
-        values: dict[str, object] = {}
+        if plan.instance_type != self.space.instance_type:
+            return None  # another backend or instance type
+        values: dict[str, object] = {name: getattr(plan, name) for name in FLEET_FIELDS}
         if self.space.layout is None and self.space.max_buffers > 1:
             if len(plan.buffers) > self.space.max_buffers:
                 return None
@@ -167,7 +193,7 @@ class Encoding:
     def fastest(self) -> list[int]:
         """One buffer (or the layout) at the smallest batch and timeout and the most memory and
         concurrency: the lowest-latency point, a feasible start whenever any plan is."""
-        top = {"memory", "concurrency"}
+        top = {"memory", "concurrency", *FLEET_FIELDS}
         return [len(d.choices) - 1 if d.name.rstrip("0123456789") in top else 0
                 for d in self.dimensions]
 

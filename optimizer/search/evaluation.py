@@ -20,7 +20,9 @@ from dataclasses import dataclass, field, replace
 
 from buffers.plan import BufferSpec, Plan
 from optimizer.estimator.estimate import EstimatorContext, combine_buffers, estimate_buffer
+from optimizer.estimator.fleet import FleetEstimator
 from optimizer.estimator.latency import LatencyCdf
+from optimizer.platform.lmi_scaling import ScalingRules
 from optimizer.platform.metrics import BufferMetrics, PlanMetrics
 from optimizer.search.encoding import Encoding
 
@@ -104,11 +106,13 @@ class Evaluator:
     """Estimates decoded points once each (cached by plan) and keeps the history."""
 
     def __init__(self, ctx: EstimatorContext, enc: Encoding, slo_ms: float,
-                 percentile: float) -> None:
+                 percentile: float, scaling: ScalingRules | None = None) -> None:
         self.ctx, self.enc, self.slo_ms, self.percentile = ctx, enc, slo_ms, percentile
         self.history: list[Evaluation] = []
         self._cache: dict[tuple, Evaluation] = {}
-        self._estimate = CachedEstimator(ctx)
+        # a gpu space's plans run on a fleet (optimizer/estimator/fleet.py)
+        self._estimate: Callable[[Plan], PlanMetrics] = (
+            FleetEstimator(ctx, scaling) if enc.space.instance_type else CachedEstimator(ctx))
         self.on_new: Callable[[], None] | None = None
 
     def __call__(self, point: Sequence[int], phase: str) -> Evaluation:
@@ -117,7 +121,8 @@ class Evaluator:
 
     def plan(self, plan: Plan, phase: str) -> Evaluation:
         """`plan`'s evaluation, estimated on first sight and recorded in the history."""
-        hit = self._cache.get(plan.buffers)
+        key = (plan.buffers, plan.instance_type, plan.min_instances, plan.max_instances)
+        hit = self._cache.get(key)
         if hit is not None:
             return hit
         metrics = self._estimate(plan)
@@ -129,7 +134,7 @@ class Evaluator:
                         metrics.slo_attainment, feasible, violation,
                         _objective(cost, feasible, violation),
                         metrics)
-        self._cache[plan.buffers] = ev
+        self._cache[key] = ev
         self.history.append(ev)
         if self.on_new is not None:
             self.on_new()

@@ -2,7 +2,8 @@
 
 A step moves one buffer's field one choice up or down, moves a boundary to the next candidate,
 splits a buffer or merges two; a pair step moves two buffers' fields at once. Every plan
-yielded is valid (a move that breaks a rule, e.g. managed mode's, yields nothing).
+yielded is valid (a move that breaks a rule, e.g. managed mode's, yields nothing). A gpu plan's
+steps keep its fleet, and a fleet step moves min_instances or max_instances one choice.
 """
 
 from __future__ import annotations
@@ -10,16 +11,42 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from functools import partial
 
-from buffers.plan import BufferSpec, Plan, PlanError
-from optimizer.search.encoding import SLOT_FIELDS, Encoding, named_plan
+from buffers.plan import BackendType, BufferSpec, Plan, PlanError
+from optimizer.search.encoding import FLEET_FIELDS, SLOT_FIELDS, Encoding, named_plan
 
 SPLITS = (0.25, 0.5, 0.75)  # where (in boundary candidates) a split move cuts a buffer
 
 
 def steps(enc: Encoding, plan: Plan) -> Iterator[Plan]:
     """Plans one step away: one buffer's field one choice up or down, then (without a
-    layout) a boundary moved to the next candidate, a buffer split, two buffers merged."""
+    layout) a boundary moved to the next candidate, a buffer split, two buffers merged, then
+    (gpu) a fleet bound one choice up or down."""
+    yield from (_same_fleet(step, plan) for step in _buffer_steps(enc, plan))
+    yield from _fleet_steps(enc, plan)
+
+
+def _same_fleet(step: Plan, plan: Plan) -> Plan:
+    """`step` on `plan`'s backend and fleet (a lambda plan's step is unchanged)."""
+    if plan.backend is BackendType.LAMBDA:
+        return step
+    return replace(step, backend=plan.backend, instance_type=plan.instance_type,
+                   min_instances=plan.min_instances, max_instances=plan.max_instances)
+
+
+def _fleet_steps(enc: Encoding, plan: Plan) -> Iterator[Plan]:
+    if plan.backend is BackendType.LAMBDA or enc.space.instance_type is None:
+        return
+    for name in FLEET_FIELDS:
+        choices = getattr(enc.space, name)
+        at = _nearest(choices, getattr(plan, name))
+        for j in (at - 1, at + 1):
+            if 0 <= j < len(choices):
+                yield from _valid(partial(replace, plan, **{name: choices[j]}))
+
+
+def _buffer_steps(enc: Encoding, plan: Plan) -> Iterator[Plan]:
     for i, spec in enumerate(plan.buffers):
         for key, choices in enc.searched:
             field = SLOT_FIELDS[key][0]
@@ -43,7 +70,8 @@ def pair_steps(enc: Encoding, plan: Plan) -> Iterator[Plan]:
         b = _nearest(c2, getattr(plan.buffers[k], f2))
         for da, db in ((1, -1), (-1, 1), (1, 1), (-1, -1)):
             if 0 <= a + da < len(c1) and 0 <= b + db < len(c2):
-                yield from _changed(enc, plan, {i: {f1: c1[a + da]}, k: {f2: c2[b + db]}})
+                yield from (_same_fleet(step, plan) for step in _changed(
+                    enc, plan, {i: {f1: c1[a + da]}, k: {f2: c2[b + db]}}))
 
 
 def _structure_steps(enc: Encoding, plan: Plan) -> Iterator[Plan]:

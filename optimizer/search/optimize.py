@@ -55,7 +55,7 @@ def optimize(ctx: EstimatorContext, sim: SimInputs, space: SearchSpace, slo_ms: 
     _check_args(ctx, slo_ms, percentile, evals)
     started = time.perf_counter()
     enc = Encoding.build(space, sim.lengths)
-    run = Evaluator(ctx, enc, slo_ms, percentile)
+    run = Evaluator(ctx, enc, slo_ms, percentile, sim.scaling)
 
     def report() -> None:
         if progress is not None:

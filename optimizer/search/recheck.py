@@ -41,7 +41,8 @@ def recheck(run: Evaluator, sim: SimInputs, arch: str) -> list[tuple[Recheck, Si
         if ev.percentile_ms is not None and ev.percentile_ms * ratio > run.slo_ms:
             continue  # the simulator has run this much slower than estimated: skip
         result = simulate(ev.plan, sim.arrivals_s, sim.lengths, sim.service_ms, sim.pricing,
-                          run.slo_ms, rules=sim.rules, arch=arch, fleet=sim.fleet)
+                          run.slo_ms, rules=sim.rules, arch=arch, fleet=sim.fleet,
+                          scaling=sim.scaling)
         p_ms = float(np.percentile(result.latency_ms, run.percentile)) \
             if result.latency_ms.size else 0.0
         passed = p_ms <= run.slo_ms

@@ -6,6 +6,9 @@ search (optimizer/search/encoding.py turns a space into integer dimensions).
   BatchSize <= 10 when the window is 0 (AWS Lambda developer guide, SQS event source mapping).
 - `layout` (gears): boundaries, names, memory and concurrency are fixed to the given buffers,
   and only batch size, timeout and token budget are searched.
+- `instance_type` (the gpu backend): plans run on a fleet of that type (optimizer/search/gpu.py
+  searches each type of the catalogue), and the fleet's bounds `min_instances` and
+  `max_instances` are searched with the buffers.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from buffers.plan import (
+    DEFAULT_MIN_INSTANCES,
     MAX_BATCH_WITHOUT_WINDOW,
     MAX_DISPATCHER_BATCH,
+    MAX_FLEET_INSTANCES,
     MAX_MANAGED_BATCH,
     MAX_WINDOW_S,
     MIN_CONCURRENCY,
@@ -27,6 +32,7 @@ from buffers.plan import (
     DispatchMode,
     Plan,
 )
+from optimizer.platform.gpu_instances import instance
 
 # Lambda memory in vCPU steps (1,769 MB = 1 vCPU; AWS Lambda docs, "Memory and computing
 # power"), from 1,024 MB (a time slice of one core) to the 10,240 MB maximum.
@@ -53,6 +59,9 @@ class SearchSpace:
     concurrencies: tuple[int, ...] = (DEFAULT_CONCURRENCY,)
     layout: tuple[BufferSpec, ...] | None = None  # fixed boundaries and memory (gears)
     boundaries: tuple[int, ...] | None = None  # cut candidates (None: from the workload)
+    instance_type: str | None = None  # the gpu backend's instance type; None: lambda
+    min_instances: tuple[int, ...] = (DEFAULT_MIN_INSTANCES,)  # gpu: the fleet's floor
+    max_instances: tuple[int, ...] = (DEFAULT_MIN_INSTANCES,)  # gpu: the fleet's ceiling
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", DispatchMode(self.mode))
@@ -83,6 +92,23 @@ class SearchSpace:
                                  f"{self.boundaries}")
         if self.layout is not None:
             Plan(buffers=tuple(self.layout))  # the layout must itself be a valid cover
+        self._check_fleet()
+
+    def _check_fleet(self) -> None:
+        for name in ("min_instances", "max_instances"):
+            _check_sorted(name, getattr(self, name))
+            if not 1 <= getattr(self, name)[0] <= getattr(self, name)[-1] <= MAX_FLEET_INSTANCES:
+                raise ValueError(f"{name} must lie in 1..{MAX_FLEET_INSTANCES}, got "
+                                 f"{getattr(self, name)}")
+        if self.instance_type is None:
+            return
+        instance(self.instance_type)  # fails fast on a type outside the catalogue
+        if self.mode is not DispatchMode.DISPATCHER:
+            raise ValueError(f"a gpu space's buffers are dispatched online (dispatcher mode), "
+                             f"got {self.mode.value!r}")
+        if self.max_instances[-1] < self.min_instances[0]:
+            raise ValueError(f"max_instances must reach min_instances {self.min_instances[0]}, "
+                             f"got {self.max_instances}")
 
     def _check_mode(self) -> None:
         if self.mode is DispatchMode.DISPATCHER:

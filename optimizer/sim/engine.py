@@ -16,13 +16,16 @@ from typing import Any
 import numpy as np
 
 from buffers.gears import GearSet
-from buffers.plan import Plan
+from buffers.plan import BackendType, Plan
 from buffers.types import ServiceTime
 from optimizer.platform.cost_breakdown import RequestPath
+from optimizer.platform.gpu_cost import FleetBill, FleetBilling
 from optimizer.platform.lambda_rules import LambdaRules
+from optimizer.platform.lmi_scaling import ScalingRules
 from optimizer.platform.metrics import BatchLog, PlanMetrics, plan_metrics
 from optimizer.platform.plan_cost import FleetSettings, RunBilling, plan_paths
 from optimizer.platform.pricing import Pricing
+from optimizer.sim.fleet import FleetLauncher
 from optimizer.sim.launcher import Launcher
 from optimizer.sim.policy import Policy, PolicyInputs, PolicyOptions, make_policy
 from optimizer.workload.checks import check_arrivals_and_lengths
@@ -40,6 +43,9 @@ class SimResult:
     gear_of_request: np.ndarray | None = None  # with gears: the gear each request went to
     exposed: np.ndarray | None = None  # managed mode: found its poller's window lapsed
     low_traffic_extra_ms: float = 0.0  # how much longer an exposed request may wait
+    # a gpu plan's fleet: per instance (launched_s, retired_s); their spans sum to the
+    # instance-seconds billed (PlanMetrics.instance_hours x 3600)
+    instance_lifetimes_s: np.ndarray | None = None
 
 
 def run_events(policy: Policy, arrivals_s: list[float]) -> None:
@@ -62,7 +68,8 @@ def run_events(policy: Policy, arrivals_s: list[float]) -> None:
 def simulate(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms: ServiceTime,
              pricing: Pricing, slo_ms: float, rules: LambdaRules | None = None,
              arch: str = "x86", policy: PolicyOptions | None = None,
-             gears: GearSet | None = None, fleet: FleetSettings | None = None) -> SimResult:
+             gears: GearSet | None = None, fleet: FleetSettings | None = None,
+             scaling: ScalingRules | None = None) -> SimResult:
     """Replay arrivals (sorted seconds) with token lengths through `plan` on Lambda.
 
     Parameters: service_ms(batch_size, padded_length, memory_mb) gives one invocation's model
@@ -70,7 +77,10 @@ def simulate(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms
     policy (default: the plan's; the registry in optimizer/sim/policy.py) with per-request
     tenants and SLOs; gears (optional, over the plan's layout) switch batching with the measured
     arrival rate (buffers/geared.py); fleet sizes the dispatcher's tasks from the trace's
-    per-minute rates (FleetSettings() when None).
+    per-minute rates (FleetSettings() when None). A gpu plan (backend "gpu") runs on its GPU
+    fleet instead of Lambda environments (optimizer/sim/fleet.py, scaling by `scaling`,
+    ScalingRules() when None) and is priced by instance time (optimizer/platform/gpu_cost.py);
+    its PlanMetrics.instance_hours is the fleet's.
     Returns: SimResult. Latency = completion - arrival (wait for the batch, wait for an
     instance, cold start if any, model time); billing per invocation rounds
     model time (+ INIT when cold and rules.bill_init) up at the plan's memory. Cost is end to
@@ -80,7 +90,9 @@ def simulate(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms
     arrivals, lens = _validated(plan, arrivals_s, lengths, rules)
     upper = np.array([spec.max_length for spec in plan.buffers])
     routes = np.searchsorted(upper, lens, side="left")  # the LengthRouter's bisect, vectorised
-    launcher = Launcher(plan, service_ms, pricing, rules)
+    gpu = plan.backend is BackendType.GPU
+    launcher = FleetLauncher(plan, service_ms, rules, scaling) if gpu \
+        else Launcher(plan, service_ms, pricing, rules)
     arrivals_list = arrivals.tolist()
     options = policy or PolicyOptions()
     events = make_policy(PolicyInputs(options.name or plan.policy, plan, arrivals_list,
@@ -88,8 +100,22 @@ def simulate(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms
                                       options, gears))
     run_events(events, arrivals_list)
     billing = RunBilling.for_arrivals(arrivals, pricing, arch, fleet)
+    if gpu:
+        billing = _fleet_billing(plan, launcher, billing)
     result = _result(plan, arrivals, lens, routes, launcher, slo_ms, billing, rules)
+    if gpu:
+        hours = billing.fleet.instance_hours
+        result = replace(result, metrics=replace(result.metrics, instance_hours=hours),
+                         instance_lifetimes_s=np.asarray(launcher.lifetimes, dtype=np.float64))
     return result if gears is None else replace(result, gear_of_request=events.gear_of)
+
+
+def _fleet_billing(plan: Plan, launcher: FleetLauncher, billing: RunBilling) -> FleetBilling:
+    """End the fleet's run when the last request arrives or the last batch ends, if later."""
+    last_end_s = max((row[3] + row[4] / 1000.0 for row in launcher.rows), default=0.0)
+    launcher.finish(max(billing.duration_s, last_end_s))
+    bill = FleetBill.for_instance_type(launcher.instance_seconds(), str(plan.instance_type))
+    return FleetBilling.for_run(billing, bill)
 
 
 def _validated(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray,

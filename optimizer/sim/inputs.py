@@ -8,6 +8,7 @@ import numpy as np
 
 from buffers.types import ServiceTime
 from optimizer.platform.lambda_rules import LambdaRules
+from optimizer.platform.lmi_scaling import ScalingRules
 from optimizer.platform.plan_cost import FleetSettings
 from optimizer.platform.pricing import Pricing
 
@@ -22,3 +23,4 @@ class SimInputs:
     pricing: Pricing
     rules: LambdaRules | None = None
     fleet: FleetSettings | None = None  # the dispatcher's scaling (FleetSettings() when None)
+    scaling: ScalingRules | None = None  # a gpu plan's fleet scaling (ScalingRules() when None)
