@@ -24,7 +24,7 @@ class Launcher:
         self._pricing = pricing
         self.rules = rules
         self.last_service_ms = 0.0
-        self.order: list[int] = []  # request indices in launch order
+        self.order: list[int] | np.ndarray = []  # request indices in launch order
         # managed mode: requests that found their poller's window lapsed, exposed to the
         # documented low-traffic wait (optimizer/sim/esm.py)
         self.exposed: list[int] = []
@@ -68,10 +68,12 @@ class Launcher:
         request indices, concatenated); the same pools, rows and figures, with the model and
         billing lookups done once per distinct key instead of once per batch."""
         memory = np.asarray(self.memory_mb, dtype=np.int64)[buffer]
-        keys, inverse = np.unique(np.stack([size, padded_length, memory]), axis=1,
-                                  return_inverse=True)
-        table = [self._service_time(*key) for key in keys.T.tolist()]
-        service = np.asarray(table, dtype=np.float64)[inverse.ravel()].tolist()
+        wide = int(padded_length.max(initial=0)) + 1, int(memory.max(initial=0)) + 1
+        codes, inverse = np.unique((size * wide[0] + padded_length) * wide[1] + memory,
+                                   return_inverse=True)  # one code per (size, length, memory)
+        table = [self._service_time(c // wide[1] // wide[0], c // wide[1] % wide[0], c % wide[1])
+                 for c in codes.tolist()]
+        service = np.asarray(table, dtype=np.float64)[inverse].tolist()
         starts, colds, busies = [], [], []
         pools, cold_ms = self.pools, self.rules.cold_start_ms
         for index, now_s, service_ms in zip(buffer.tolist(), ready_s.tolist(), service,
@@ -88,6 +90,8 @@ class Launcher:
         billed = [billed_by[pair] for pair in zip(service, colds, strict=True)]
         if service:
             self.last_service_ms = service[-1]
-        self.order.extend(members.tolist())
+        # an array, not a list of 8.8M ints (the engine reads order with np.asarray); launch()
+        # after this is not supported, as no policy mixes the two
+        self.order = np.concatenate((np.asarray(self.order, dtype=np.int64), members))
         self.rows.extend(zip(buffer.tolist(), size.tolist(), padded_length.tolist(), starts,
                              busies, service, colds, billed, strict=True))
