@@ -63,6 +63,8 @@ class BulkSizeTimeout:
                                  by_buffer[lo: lo + n], lo)
                  for b, (spec, lo, n) in enumerate(zip(self.inputs.plan.buffers, first.tolist(),
                                                        counts.tolist(), strict=True)) if n]
+        if not parts:
+            return  # no requests, no launches
         columns = [np.concatenate(c) for c in zip(*parts, strict=True)]
         buffer, begin, size, padded, ready_s, phase, key = columns
         order = np.lexsort((key, phase, ready_s))
