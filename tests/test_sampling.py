@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from buffers.plan_files import default_plan_path, load_plan
+from optimizer.compare.workbench import Workbench
 from optimizer.estimator.estimate import EstimatorContext, estimate
 from optimizer.platform.backends import make_backend
 from optimizer.platform.lambda_rules import LambdaRules
@@ -79,3 +80,14 @@ def test_a_sample_lands_within_its_error_bars(kind: str, plan_name: str, judge: 
     for name in FIGURES:
         bar = SDS * sample[name].sd + BIAS * abs(full[name])
         assert abs(sample[name].mean - full[name]) <= bar, (name, sample[name], full[name])
+
+
+def test_a_workbench_judges_a_warm_minute_sample() -> None:
+    arrivals, lengths = _dense()
+    bench = Workbench(arrivals, lengths, make_backend("gpu", None, Pricing()), 1000.0)
+    small = bench.minute_sample(6, seed=2)
+    assert small.arrivals_s.size < arrivals.size / 5 and small.lengths.size == small.arrivals_s.size
+    assert small.rules.cold_start_ms == 0.0 and bench.rules.cold_start_ms > 0.0
+    assert (small.backend, small.slo_ms, small.percentile) == (bench.backend, 1000.0, 99.0)
+    again = bench.minute_sample(6, seed=2)
+    np.testing.assert_array_equal(again.arrivals_s, small.arrivals_s)
