@@ -7,7 +7,9 @@ lengths of the texts the 1x workload samples. Plan: a typical 3-buffer GPU plan.
   loop it replaces (the "before"), with a check that both give identical runs;
 - estimate(): one evaluation on a built context (the context is built once per workload);
 - at 100x and 1000x, both on whole-minute samples (optimizer/workload/sampling.py, run warm),
-  with the sample's deviation from the whole trace's figures.
+  with the sample's deviation from the whole trace's figures;
+- the Triton-style and ragged baselines (still the event loop: their batches depend on the
+  instances), on the whole trace up to 100x and on one minute at 1000x.
 The machine is shared (2 cores, other jobs running): quote ratios, not absolute seconds.
 Writes benchmarks/results/scale.json.
 
@@ -35,8 +37,10 @@ from optimizer.platform.backends import make_backend
 from optimizer.platform.lambda_rules import LambdaRules
 from optimizer.platform.pricing import Pricing
 from optimizer.sim import buffered
+from optimizer.sim.baselines import triton_plan
 from optimizer.sim.bulk import bulk_eligible
 from optimizer.sim.engine import SimResult, simulate
+from optimizer.sim.ragged import ragged_plan
 from optimizer.workload.lengths import token_lengths
 from optimizer.workload.sampling import sample_minutes, sampled
 from optimizer.workload.workloads import WorkloadSpec, build_workload, load_arrivals
@@ -81,6 +85,24 @@ def _same(a: SimResult, b: SimResult) -> bool:
     return (all(np.array_equal(v, getattr(b.batches, k)) for k, v in a.batches.__dict__.items())
             and np.array_equal(a.latency_ms, b.latency_ms)
             and a.metrics.to_dict() == b.metrics.to_dict())
+
+
+def _baselines(backend: Any, arrivals: np.ndarray, lengths: np.ndarray) -> dict[str, Any]:
+    """Seconds per simulate() of a Triton-style and a ragged plan (run warm, as a sample is)."""
+    out: dict[str, Any] = {"requests": int(arrivals.size)}
+    for name, plan in (("triton_s", triton_plan(64, 20, 1024, 8)),
+                       ("ragged_s", ragged_plan(16_384, 0, 1024, 8))):
+        pinned = backend.pin(plan)
+        start = time.perf_counter()
+        simulate(pinned, arrivals, lengths, backend.service_ms, backend.pricing, SLO_MS,
+                 rules=WARM)
+        out[name] = time.perf_counter() - start
+    return out
+
+
+def _one_minute(arrivals: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    sample = sample_minutes(arrivals, lengths, 1, np.random.default_rng(0))
+    return sample.arrivals_s, sample.lengths
 
 
 def _figures(metrics: Any) -> dict[str, float]:
@@ -156,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                          estimate_requests_per_s=arrivals.size / est_s,
                          estimate=_figures(metrics))
         entry["simulate"] = _figures(result.metrics)
+        small = (arrivals, lengths) if scale <= LOOP_UP_TO else _one_minute(arrivals, lengths)
+        entry["baselines_event_loop"] = _baselines(backend, *small)
         if scale >= 100:
             entry["samples"] = _samples(plan, arrivals, lengths, backend, entry["simulate"],
                                         entry.get("estimate"))
