@@ -93,3 +93,16 @@ def test_only_runs_whose_batches_ignore_the_instances_replay() -> None:
                           ("deadline", PolicyOptions()), ("vtc", PolicyOptions())):
         policy = make_policy(PolicyInputs(name, *args, options=options))
         assert not isinstance(policy, BulkSizeTimeout), name
+
+
+def test_a_launcher_that_overrides_launch_alone_is_stepped_by_the_loop() -> None:
+    class OtherPlatform(Launcher):
+        def launch(self, buffer, members, padded_length, now_s, service_length=None):  # noqa: ANN001, ANN201
+            return super().launch(buffer, members, padded_length, now_s, service_length)
+
+    plan = _plan(PLANS["one-busy-buffer"])
+    arrivals, lengths = _trace(0, 200)
+    args = (plan, arrivals.tolist(), lengths.tolist(), [0] * 200)
+    other = OtherPlatform(plan, service, PRICING, LambdaRules())
+    assert not isinstance(make_policy(PolicyInputs("size_timeout", *args, other, service)),
+                          BulkSizeTimeout)

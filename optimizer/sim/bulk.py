@@ -28,10 +28,19 @@ _ARRIVAL, _TIMER = 0, 1  # which event launches a batch, for the loop's order at
 def bulk_eligible(inputs: PolicyInputs) -> bool:
     """Whether a run's batches follow from its arrivals alone (module docstring)."""
     return (inputs.name == PolicyType.SIZE_TIMEOUT.value and inputs.gears is None
-            and not inputs.options.hold_when_busy
-            and callable(getattr(inputs.launcher, "launch_columns", None))
+            and not inputs.options.hold_when_busy and _launches_in_columns(inputs.launcher)
             and all(spec.dispatch_mode is DispatchMode.DISPATCHER
                     and spec.max_batch_tokens is None for spec in inputs.plan.buffers))
+
+
+def _launches_in_columns(launcher: object) -> bool:
+    """Whether the launcher's launch_columns is its launch's twin: both defined by one class,
+    so that a launcher which overrides launch() alone (another platform's) is stepped by the
+    loop rather than launched by an inherited twin that does not know its rules."""
+    def owner(name: str) -> type | None:
+        return next((c for c in type(launcher).__mro__ if name in c.__dict__), None)
+
+    return owner("launch_columns") is not None and owner("launch_columns") is owner("launch")
 
 
 class BulkSizeTimeout:
