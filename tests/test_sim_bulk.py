@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 
@@ -97,7 +99,8 @@ def test_only_runs_whose_batches_ignore_the_instances_replay() -> None:
 
 def test_a_launcher_that_overrides_launch_alone_is_stepped_by_the_loop() -> None:
     class OtherPlatform(Launcher):
-        def launch(self, buffer, members, padded_length, now_s, service_length=None):  # noqa: ANN001, ANN201
+        def launch(self, buffer: int, members: Sequence[int], padded_length: int | float,
+                   now_s: float, service_length: int | None = None) -> float:
             return super().launch(buffer, members, padded_length, now_s, service_length)
 
     plan = _plan(PLANS["one-busy-buffer"])
