@@ -28,7 +28,7 @@ class Launcher:
         # managed mode: requests that found their poller's window lapsed, exposed to the
         # documented low-traffic wait (optimizer/sim/esm.py)
         self.exposed: list[int] = []
-        self.rows: list[tuple[int, int, int, float, float, float, bool, int]] = []
+        self.rows: list[tuple[int, int, int | float, float, float, float, bool, int]] = []
 
     def _service_time(self, size: int, length: int, memory_mb: int) -> float:
         key = (size, length, memory_mb)
