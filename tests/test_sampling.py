@@ -12,6 +12,7 @@ import pytest
 from buffers.plan_files import default_plan_path, load_plan
 from optimizer.compare.workbench import Workbench
 from optimizer.estimator.estimate import EstimatorContext, estimate
+from optimizer.estimator.fleet import estimate_gpu, fleet_context
 from optimizer.platform.backends import make_backend
 from optimizer.platform.lambda_rules import LambdaRules
 from optimizer.platform.pricing import Pricing
@@ -70,6 +71,9 @@ def test_a_sample_lands_within_its_error_bars(kind: str, plan_name: str, judge: 
         if judge == "simulate":
             metrics = simulate(plan, a, n, backend.service_ms, backend.pricing, 1000.0,
                                rules=rules).metrics
+        elif kind == "gpu":  # a fleet: the fleet estimator (LMI instances serve warm)
+            metrics = estimate_gpu(plan, fleet_context(a, n, backend.service_ms,
+                                                       backend.pricing, 1000.0, rules))
         else:
             metrics = estimate(plan, EstimatorContext.build(a, n, backend.service_ms,
                                                             backend.pricing, 1000.0, rules))
