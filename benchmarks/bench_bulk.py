@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from buffers.plan import default_plan_path, load_plan  # noqa: E402
+from buffers.plan_files import default_plan_path, load_plan  # noqa: E402
 from functions.shared.items import ONE_WRITE_UNIT_BYTES, item_bytes  # noqa: E402
 from infra.cli.main import main as mbs  # noqa: E402
 from infra.cli.serve import write_state  # noqa: E402
@@ -145,7 +145,7 @@ def run(n_texts: int, list_size: int, clients: int, timeout_s: float) -> dict[st
         job = _job_object(stack.url, _submit_all.job_id)  # type: ignore[attr-defined]
         with tempfile.TemporaryDirectory() as tmp:
             state_file = Path(tmp) / "state.json"
-            write_state(str(state_file), stack)
+            write_state(str(state_file), stack.url, stack)
             audit_exit = mbs(["audit", "--state-file", str(state_file), "--grace", "0"])
         now_ms = int(time.time() * 1000)
         res = stack.resources
