@@ -231,6 +231,38 @@ def test_a_redelivered_batch_writes_a_second_part_but_counts_each_text_once(aws,
     assert [json.loads(line)["index"] for line in raw.decode().splitlines()] == [0, 1, 2]
 
 
+def test_mbs_audit_reads_jobs_from_their_item_and_parts(aws, monkeypatch):
+    import boto3
+
+    from functions.shared.jobs import S3ResultObjects
+    from infra.client.audit import audit_stack
+
+    monkeypatch.setattr(deps, "embedder", StandInEmbedder)
+    res = aws.resources
+
+    def audit() -> Any:
+        return audit_stack(aws.ddb, aws.sqs, res.table_name, list(res.queue_urls.values()),
+                           list(res.dlq_urls.values()), since_ms=0, now_ms=2**42, grace_ms=0,
+                           objects=S3ResultObjects(res.bucket, boto3.client("s3")))
+
+    # GIVEN a job of three and a plain list of two, all still queued
+    job_id = submit({"texts": ["one", "two", "three"], "output": {"s3": True}})[1]["job"]["id"]
+    submit({"texts": ["four", "five"]})
+    before = audit()
+    assert (before.accepted, before.pending, before.jobs, before.ok) == (5, 5, 1, True)
+    # WHEN infer has run
+    run_every_queue(aws)
+    after = audit()
+    assert (after.accepted, after.done, after.pending, after.unbacked, after.ok) == (
+        5, 5, 0, 0, True)
+    # AND WHEN a part is lost, the texts it backed are a breach
+    s3 = boto3.client("s3")
+    for part in s3.list_objects_v2(Bucket=res.bucket, Prefix=f"jobs/{job_id}/parts/")["Contents"]:
+        s3.delete_object(Bucket=res.bucket, Key=part["Key"])
+    broken = audit()
+    assert broken.unbacked == 3 and not broken.ok
+
+
 def test_a_dead_lettered_job_text_is_counted_failed_with_infers_reason(aws):
     from functions import dlq
 
