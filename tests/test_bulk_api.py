@@ -220,9 +220,7 @@ def test_a_redelivered_batch_writes_a_second_part_but_counts_each_text_once(aws,
     assert sorted(int(i) for i in item["done"]["NS"]) == [0, 1, 2]
     import boto3
 
-    listed = boto3.client("s3").list_objects_v2(Bucket=aws.resources.bucket,
-                                                Prefix=f"jobs/{job_id}/parts/")["Contents"]
-    assert len(listed) == 2
+    assert len(item["parts"]["BS"]) == 2
     # AND the assembled object has one line per text
     view = read_job(job_id)[1]
     assert (view["status"], view["done"], view["failed"], view["pending"]) == (DONE, 3, 0, 0)
@@ -255,10 +253,9 @@ def test_mbs_audit_reads_jobs_from_their_item_and_parts(aws, monkeypatch):
     after = audit()
     assert (after.accepted, after.done, after.pending, after.unbacked, after.ok) == (
         5, 5, 0, 0, True)
-    # AND WHEN a part is lost, the texts it backed are a breach
-    s3 = boto3.client("s3")
-    for part in s3.list_objects_v2(Bucket=res.bucket, Prefix=f"jobs/{job_id}/parts/")["Contents"]:
-        s3.delete_object(Bucket=res.bucket, Key=part["Key"])
+    # AND WHEN the job's part is lost, the texts it backed are a breach
+    (part,) = job_item(aws, job_id)["parts"]["BS"]
+    boto3.client("s3").delete_object(Bucket=res.bucket, Key=f"jobs/parts/{bytes(part).hex()}.jsonl")
     broken = audit()
     assert broken.unbacked == 3 and not broken.ok
 
@@ -270,11 +267,11 @@ def test_a_dead_lettered_job_text_is_counted_failed_with_infers_reason(aws):
     body = submit({"texts": ["one", "two"], "output": {"s3": True}})[1]
     job_id, ids = body["job"]["id"], [e["id"] for e in body["requests"]]
     messages = sorted(aws.receive("short"), key=lambda m: json.loads(m["Body"])["job"]["index"])
-    from functions.logic.jobs import done_line, write_done_part
+    from functions.logic.jobs import done_line, write_batch_part
     from functions.shared.jobs import error_key
 
-    write_done_part(deps.job_store(), deps.result_objects(), job_id,
-                    [done_line(0, ids[0], np.ones(384) / np.sqrt(384), 1, 1)])
+    assert write_batch_part(deps.job_store(), deps.result_objects(), {
+        job_id: [done_line(0, ids[0], np.ones(384) / np.sqrt(384), 1, 1)]}) == {}
     deps.result_objects().put(error_key(job_id, 1), b"RuntimeError('poison')", {})
     dead = sqs_event(messages, aws.resources.dlq_arns["short"])
     for record in dead["Records"]:

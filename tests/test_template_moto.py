@@ -310,7 +310,7 @@ def test_iam_is_least_privilege_with_no_wildcard_actions_or_resources() -> None:
                                        "sqs:SendMessage", "sqs:GetQueueAttributes",
                                        "s3:PutObject"},
                 "ResultsFunctionRole": {"dynamodb:GetItem", "dynamodb:BatchGetItem",
-                                        "s3:PutObject", "s3:GetObject", "s3:ListBucket"},
+                                        "s3:PutObject", "s3:GetObject"},
                 "DlqFunctionRole": {"dynamodb:GetItem", "dynamodb:UpdateItem", "s3:PutObject",
                                     "s3:GetObject", *SQS_POLLER}}
     for spec in varied_plan().buffers:

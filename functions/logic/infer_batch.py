@@ -10,7 +10,7 @@ from typing import Any
 
 from buffers.padding import PaddingStats, batch_padding
 from functions.logic.isolation import isolate_failures
-from functions.logic.jobs import done_line, write_done_part
+from functions.logic.jobs import done_line, write_batch_part
 from functions.shared.jobs import JobStore, ResultObjects, error_key
 from functions.shared.model import ModelLoadError, TextEmbedder
 from functions.shared.store import ResultRecord, ResultStore
@@ -142,7 +142,7 @@ class JobPorts:
 
 
 def store_job_parts(ports: JobPorts, outcome: InferOutcome) -> dict[str, Exception]:
-    """Per job in the batch, one part with its DONE lines and one count update.
+    """One part with the DONE lines of every job in the batch, and one count update per job.
 
     Returns the error of each job whose write failed: its records are then retried.
     """
@@ -152,15 +152,12 @@ def store_job_parts(ports: JobPorts, outcome: InferOutcome) -> dict[str, Excepti
             by_job.setdefault(item.job_id, []).append(done_line(
                 item.job_index, item.request_id, result.embedding, item.length,
                 item.full_length))
-    errors: dict[str, Exception] = {}
-    for job_id, lines in by_job.items():
-        try:
-            if ports.objects is None:
-                raise RuntimeError("a job's text arrived but this deployment has no bucket")
-            write_done_part(ports.jobs, ports.objects, job_id, lines)
-        except Exception as exc:
-            errors[job_id] = exc
-    return errors
+    if not by_job:
+        return {}
+    if ports.objects is None:
+        return dict.fromkeys(by_job, RuntimeError("a job's text arrived, but this deployment "
+                                                  "has no results bucket"))
+    return write_batch_part(ports.jobs, ports.objects, by_job)
 
 
 def _note_error(store: ResultStore, jobs: JobPorts | None, item: InferItem, reason: str) -> None:

@@ -2,18 +2,19 @@
 
 The layout and its invariant are in functions/shared/jobs.py. A line is what the final object
 holds for one text: {"index", "id", "status": "DONE", "embedding", "length", "truncated"} or
-{"index", "id", "status": "FAILED", "reason"}.
+{"index", "id", "status": "FAILED", "reason"}. In a part, each line also names its "job" (a
+batch's part holds the lines of every job in the batch); the final object leaves it out.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from functions.shared.items import DONE, FAILED, decode_embedding, encode_embedding
-from functions.shared.jobs import JobRecord, JobStore, ResultObjects, part_key, parts_prefix
+from functions.shared.jobs import JobRecord, JobStore, ResultObjects, part_key
 
 RUNNING = "RUNNING"
 
@@ -38,27 +39,46 @@ def decode_lines(raw: bytes) -> list[dict[str, Any]]:
     return [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]
 
 
-def write_done_part(jobs: JobStore, objects: ResultObjects, job_id: str,
-                    lines: Sequence[dict[str, Any]]) -> JobRecord:
-    """One batch's DONE lines for one job: the part first, then the count (the invariant)."""
-    objects.put(part_key(job_id, uuid.uuid4().hex), encode_lines(lines), {})
-    return jobs.add_done(job_id, [line["index"] for line in lines])
+def write_batch_part(jobs: JobStore, objects: ResultObjects,
+                     lines_by_job: Mapping[str, Sequence[dict[str, Any]]]
+                     ) -> dict[str, Exception]:
+    """A batch's DONE lines, every job's in one part; then one count update per job.
+
+    The part goes first (the invariant); the error of each job whose update failed is
+    returned (a failed PUT fails them all), so that its texts are retried.
+    """
+    part_id = uuid.uuid4().hex
+    try:
+        objects.put(part_key(part_id), encode_lines(
+            {**line, "job": job_id} for job_id, lines in lines_by_job.items() for line in lines),
+            {})
+    except Exception as exc:
+        return dict.fromkeys(lines_by_job, exc)
+    errors: dict[str, Exception] = {}
+    for job_id, lines in lines_by_job.items():
+        try:
+            jobs.add_done(job_id, [line["index"] for line in lines], part_id)
+        except Exception as exc:
+            errors[job_id] = exc
+    return errors
 
 
 def write_failed_part(jobs: JobStore, objects: ResultObjects, job_id: str,
                       lines: Sequence[dict[str, Any]]) -> bool:
     """FAILED lines: the part first, then the count; False when an index was DONE already."""
-    objects.put(part_key(job_id, uuid.uuid4().hex), encode_lines(lines), {})
-    return jobs.add_failed(job_id, [line["index"] for line in lines])
+    part_id = uuid.uuid4().hex
+    objects.put(part_key(part_id), encode_lines({**line, "job": job_id} for line in lines), {})
+    return jobs.add_failed(job_id, [line["index"] for line in lines], part_id)
 
 
-def read_parts(objects: ResultObjects, job_id: str) -> list[dict[str, Any]]:
-    """Every line of every part of the job (duplicates included)."""
+def read_parts(objects: ResultObjects, job: JobRecord) -> list[dict[str, Any]]:
+    """Every line of the job in the parts its item names (duplicates included), less "job"."""
     lines: list[dict[str, Any]] = []
-    for key in objects.keys(parts_prefix(job_id)):
-        raw = objects.get(key)
+    for part_id in sorted(job.parts):
+        raw = objects.get(part_key(part_id))
         if raw is not None:
-            lines += decode_lines(raw)
+            lines += [{k: v for k, v in line.items() if k != "job"}
+                      for line in decode_lines(raw) if line.get("job") == job.id]
     return lines
 
 
@@ -95,6 +115,6 @@ def job_view(jobs: JobStore, objects: ResultObjects, job_id: str, caller: str
     if job.pending:
         return {**out, "status": RUNNING}
     if objects.head(job.object_key) is None:
-        objects.put(job.object_key, encode_lines(final_lines(job, read_parts(objects, job.id))),
+        objects.put(job.object_key, encode_lines(final_lines(job, read_parts(objects, job))),
                     {"done": str(out["done"]), "failed": str(out["failed"])})
     return {**out, "status": DONE, "url": objects.url(job.object_key)}

@@ -2,19 +2,22 @@
 
 A job is one list submission with `"output": {"s3": true}`. Its texts get no item of their own
 (no PENDING item, no result item: a per-text item costs a write unit, $0.625 per 1M, alone over
-half the bulk path's fixed-cost budget). Instead:
+half the bulk path's fixed-cost budget of $0.60). Instead:
 - the job item, key `job-<id>` (request ids are 32 hex digits, so the two never meet), holds the
-  tenant, the text count and two number sets: the indexes DONE and the indexes FAILED. It stays
-  well under 1 KB (100 indexes of 1-2 digits: ~200 bytes a set), so each update is 1 write unit;
-- infer writes one part object per (batch, job), `jobs/<id>/parts/<part>.jsonl`, with that
-  batch's lines for the job, THEN adds their indexes to DONE (one UpdateItem). ADD on a set is a
-  union, so a redelivered message never counts twice; a line written twice (a redelivery) is
-  dropped when the parts are assembled. The order keeps the invariant `mbs audit` checks: every
-  index counted in DONE or FAILED has its line in some part;
-- the dead-letter handler (and ingest, for texts it could not enqueue) writes a FAILED line the
-  same way and adds the index to FAILED, unless it is DONE already;
-- once DONE and FAILED cover every index, the first GET /v1/jobs/{id} assembles the parts, in
-  index order, into `jobs/<id>.jsonl` (functions/logic/jobs.py).
+  tenant, the text count, two number sets (the indexes DONE and the indexes FAILED) and a binary
+  set of the part objects that hold its lines (16-byte ids). With 100 texts in, say, 10 parts it
+  is ~400 bytes, so each update is 1 write unit;
+- infer writes ONE part object per batch, `jobs/parts/<part>.jsonl`, with a line per text of
+  every job in the batch (an S3 PUT costs $5 per 1M: a part per batch and job would cost
+  ~$0.45 per 1M texts when three length buffers split each list of 100), THEN per job in the
+  batch one UpdateItem adds the indexes to DONE and the part to the job's parts. ADD on a set is
+  a union, so a redelivered message never counts twice; a line written twice (a redelivery) is
+  dropped at assembly. The order keeps the invariant `mbs audit` checks: every index counted
+  DONE or FAILED has its line in a part the job item names;
+- the dead-letter handler (and ingest, for texts it could not enqueue) writes FAILED lines the
+  same way and adds the indexes to FAILED, unless one is DONE already;
+- once DONE and FAILED cover every index, the first GET /v1/jobs/{id} reads the job's parts and
+  writes its lines, in index order, to `jobs/<id>.jsonl` (functions/logic/jobs.py).
 """
 
 from __future__ import annotations
@@ -28,13 +31,9 @@ JOB_KEY_PREFIX = "job-"
 URL_EXPIRY_S = 3600  # a presigned GET stays valid for an hour (within the signer's session)
 
 
-def parts_prefix(job_id: str) -> str:
-    return f"jobs/{job_id}/parts/"
-
-
-def part_key(job_id: str, part_id: str) -> str:
-    """Where one (batch, job) part goes; part ids are fresh per write (uuid4 hex)."""
-    return f"{parts_prefix(job_id)}{part_id}.jsonl"
+def part_key(part_id: str) -> str:
+    """Where one part goes (a batch's lines, or FAILED lines); ids are fresh uuid4 hex."""
+    return f"jobs/parts/{part_id}.jsonl"
 
 
 def error_key(job_id: str, index: int) -> str:
@@ -51,6 +50,7 @@ class JobRecord:
     expires_at_s: int
     done: frozenset[int] = frozenset()
     failed: frozenset[int] = frozenset()
+    parts: frozenset[str] = frozenset()  # part ids (hex) holding this job's lines
 
     @property
     def object_key(self) -> str:
@@ -80,11 +80,11 @@ class JobStore(ABC):
         """The job, or None if unknown (or expired)."""
 
     @abstractmethod
-    def add_done(self, job_id: str, indexes: Sequence[int]) -> JobRecord:
-        """Count these indexes DONE (a set union: idempotent); the job as it is now."""
+    def add_done(self, job_id: str, indexes: Sequence[int], part_id: str) -> JobRecord:
+        """Count these indexes DONE, their lines in part `part_id` (set unions: idempotent)."""
 
     @abstractmethod
-    def add_failed(self, job_id: str, indexes: Sequence[int]) -> bool:
+    def add_failed(self, job_id: str, indexes: Sequence[int], part_id: str) -> bool:
         """Count these indexes FAILED unless one is DONE already (then False, nothing written)."""
 
 
@@ -95,7 +95,8 @@ def record_from_item(item: dict[str, Any]) -> JobRecord:
         int(item["total"]["N"]), int(item["created_at_ms"]["N"]),
         int(item["expires_at_s"]["N"]),
         frozenset(int(i) for i in item.get("done", {}).get("NS", [])),
-        frozenset(int(i) for i in item.get("failed", {}).get("NS", [])))
+        frozenset(int(i) for i in item.get("failed", {}).get("NS", [])),
+        frozenset(bytes(p).hex() for p in item.get("parts", {}).get("BS", [])))
 
 
 def _number_set(indexes: Sequence[int]) -> dict[str, list[str]]:
@@ -123,27 +124,32 @@ class DynamoJobStore(JobStore):
                                   ConsistentRead=True).get("Item")
         return None if item is None else record_from_item(item)
 
-    def add_done(self, job_id: str, indexes: Sequence[int]) -> JobRecord:
+    def add_done(self, job_id: str, indexes: Sequence[int], part_id: str) -> JobRecord:
         try:
             reply = self._ddb.update_item(
-                TableName=self._table, Key=self._key(job_id), UpdateExpression="ADD done :i",
+                TableName=self._table, Key=self._key(job_id),
+                UpdateExpression="ADD done :i, parts :p",
                 # Without it, ADD would create a bare item for an unknown (or expired) job.
                 ConditionExpression="attribute_exists(id)",
-                ExpressionAttributeValues={":i": _number_set(indexes)}, ReturnValues="ALL_NEW")
+                ExpressionAttributeValues={":i": _number_set(indexes),
+                                           ":p": {"BS": [bytes.fromhex(part_id)]}},
+                ReturnValues="ALL_NEW")
         except self._conditional_failed:
             raise MissingJob(f"no job item with id {job_id!r}") from None
         return record_from_item(reply["Attributes"])
 
-    def add_failed(self, job_id: str, indexes: Sequence[int]) -> bool:
+    def add_failed(self, job_id: str, indexes: Sequence[int], part_id: str) -> bool:
         wanted = sorted(set(indexes))
-        values: dict[str, Any] = {":i": _number_set(wanted)}
+        values: dict[str, Any] = {":i": _number_set(wanted),
+                                  ":p": {"BS": [bytes.fromhex(part_id)]}}
         conditions = ["attribute_exists(id)"]
         for n, index in enumerate(wanted):
             values[f":x{n}"] = {"N": str(index)}
             conditions.append(f"NOT contains(done, :x{n})")
         try:
             self._ddb.update_item(
-                TableName=self._table, Key=self._key(job_id), UpdateExpression="ADD failed :i",
+                TableName=self._table, Key=self._key(job_id),
+                UpdateExpression="ADD failed :i, parts :p",
                 ConditionExpression=" AND ".join(conditions), ExpressionAttributeValues=values)
         except self._conditional_failed:
             return False
@@ -164,10 +170,6 @@ class ResultObjects(ABC):
     @abstractmethod
     def get(self, key: str) -> bytes | None:
         """The object's bytes, or None if there is none."""
-
-    @abstractmethod
-    def keys(self, prefix: str) -> list[str]:
-        """Every key under `prefix`, sorted."""
 
     @abstractmethod
     def url(self, key: str) -> str:
@@ -202,13 +204,6 @@ class S3ResultObjects(ResultObjects):
             if _missing(exc):
                 return None
             raise
-
-    def keys(self, prefix: str) -> list[str]:
-        found: list[str] = []
-        for page in self._s3.get_paginator("list_objects_v2").paginate(
-                Bucket=self._bucket, Prefix=prefix):
-            found += [o["Key"] for o in page.get("Contents", [])]
-        return sorted(found)
 
     def url(self, key: str) -> str:
         return self._s3.generate_presigned_url(

@@ -4,8 +4,8 @@ Two kinds of accepted text are counted:
 - a request with its own item (PENDING, then DONE or FAILED): the item says its state;
 - a text of a job with S3 output (functions/shared/jobs.py), which has no item: the job item's
   DONE and FAILED index sets say its state, and every counted index must have its line in one
-  of the job's part objects ("backed"). A counted index without a line is `unbacked`, a breach
-  as bad as a lost request; a line written twice (a redelivery) is only reported.
+  of the part objects the job item names ("backed"). A counted index without a line is
+  `unbacked`, a breach as bad as a lost request; a line written twice is only reported.
 A text still PENDING past the grace period must have a message left in a queue or a DLQ.
 """
 
@@ -146,7 +146,7 @@ def audit_stack(ddb: Any, sqs: Any, table: str, queue_urls: list[str], dlq_urls:
     """Read a stack's table, queues and (with `objects`) its jobs' parts, and reconcile them:
     what `mbs audit` reports. Without `objects`, jobs are not counted."""
     tallies = [] if objects is None else [
-        tally_job(job, read_parts(objects, job.id), now_ms, grace_ms)
+        tally_job(job, read_parts(objects, job), now_ms, grace_ms)
         for job in scan_jobs(ddb, table) if job.created_at_ms >= since_ms]
     return reconcile(scan_items(ddb, table), since_ms=since_ms, now_ms=now_ms,
                      grace_ms=grace_ms, messages_in_queues=queue_depth(sqs, queue_urls),

@@ -2,9 +2,8 @@
 
 Objects expire with the results they copy (the results table's TTL, 7 days by default), so the
 bucket holds days of job outputs at most. Infer writes a job's part objects, ingest and the DLQ
-function its FAILED lines (s3:PutObject on jobs/*); the results function lists the parts
-(s3:ListBucket, jobs/ prefix), reads them and writes the assembled object; the owner downloads
-through a presigned URL.
+function its FAILED lines (s3:PutObject on jobs/*); the results function reads the parts a job
+item names and writes the assembled object; the owner downloads through a presigned URL.
 """
 
 from __future__ import annotations

@@ -141,16 +141,10 @@ def functions(queue_ids: list[str], dlq_ids: list[str], opts: RenderOptions) -> 
     ]
     results_policies = [
         allow(["dynamodb:GetItem", "dynamodb:BatchGetItem"], table),
-        # A finished job's object: written once, read back through a presigned URL that this
-        # role signs (HeadObject needs s3:GetObject too). Only the jobs/ prefix.
+        # A finished job's object: assembled from its parts (named by the job item, so no
+        # listing), written once, read back through a presigned URL that this role signs
+        # (HeadObject needs s3:GetObject too). Only the jobs/ prefix.
         allow(["s3:PutObject", "s3:GetObject"], sub("${ResultsBucket.Arn}/jobs/*")),
-        # Listing a finished job's parts to assemble them: ListBucket is granted on the bucket,
-        # narrowed to the jobs/ prefix by the s3:prefix condition key (S3 user guide, "Actions,
-        # resources, and condition keys for Amazon S3").
-        {"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Action": ["s3:ListBucket"],
-            "Resource": getatt("ResultsBucket", "Arn"),
-            "Condition": {"StringLike": {"s3:prefix": ["jobs/*"]}}}]},
     ]
     # functions/dlq.py reads the request, then marks it FAILED (a conditional update); for a
     # job's text it reads infer's noted error and writes a FAILED line (jobs/ only).
