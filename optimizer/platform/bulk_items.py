@@ -43,10 +43,12 @@ DDB_EVENTUAL_READ_UNITS = 0.5
 # knowing how its clients submit is never flattered. Pass BulkShape(texts_per_call=100) (and
 # s3_job=True) for lists.
 DEFAULT_TEXTS_PER_CALL = 1
-# A job's texts per part object (one per batch and job): our assumption is one receive's worth
-# (10 messages), what a batch cut from a list's consecutive messages holds at the event source
-# mapping's default BatchSize of 10. benchmarks/bench_bulk_cost.py shows how the cost moves.
-DEFAULT_TEXTS_PER_PART = 10.0
+# A job with S3 output pays per batch (one part object) and per (batch, job) (one count update,
+# and one part read at assembly). Our assumption: batches of 10 (the event source mapping's
+# default BatchSize), each cut from one list's consecutive messages, so a job's texts per batch
+# is the batch size. benchmarks/bench_bulk_cost.py derives both from a plan and shows how the
+# cost moves with them.
+DEFAULT_TEXTS_PER_BATCH = 10.0
 
 
 @dataclass(frozen=True)
@@ -57,20 +59,27 @@ class BulkShape:
     texts_per_call: int = DEFAULT_TEXTS_PER_CALL
     s3_job: bool = False
     reads_per_call: float = 1.0  # GETs per POST: the batch read, or the job read, once done
-    texts_per_part: float = DEFAULT_TEXTS_PER_PART
+    texts_per_batch: float = DEFAULT_TEXTS_PER_BATCH  # a job's part objects: one per batch
+    texts_per_job_batch: float | None = None  # a job's texts per batch; None: as many as fit
 
     def __post_init__(self) -> None:
         if not 1 <= self.texts_per_call <= LIST_MAX_TEXTS:
             raise ValueError(f"texts_per_call must be in 1..{LIST_MAX_TEXTS}, "
                              f"got {self.texts_per_call}")
-        if self.reads_per_call < 0 or self.texts_per_part < 1:
-            raise ValueError(f"need reads_per_call >= 0 and texts_per_part >= 1, got "
-                             f"{self.reads_per_call}, {self.texts_per_part}")
+        if self.reads_per_call < 0 or self.texts_per_batch < 1:
+            raise ValueError(f"need reads_per_call >= 0 and texts_per_batch >= 1, got "
+                             f"{self.reads_per_call}, {self.texts_per_batch}")
+        if self.texts_per_job_batch is not None and not 1 <= self.texts_per_job_batch <= min(
+                self.texts_per_batch, self.texts_per_call):
+            raise ValueError(f"texts_per_job_batch must be in 1..min(texts_per_batch, "
+                             f"texts_per_call), got {self.texts_per_job_batch}")
 
     @property
-    def part_texts(self) -> float:
-        """Texts per part: a part never holds more than its job's texts."""
-        return min(self.texts_per_part, float(self.texts_per_call))
+    def job_batch_texts(self) -> float:
+        """A job's texts per batch it appears in: one count update and one part read each."""
+        if self.texts_per_job_batch is not None:
+            return self.texts_per_job_batch
+        return min(self.texts_per_batch, float(self.texts_per_call))
 
 
 TEXTS_ALONE = BulkShape()  # the default shape
@@ -100,16 +109,16 @@ def per_text_units(shape: BulkShape) -> dict[str, float]:
         read_units = DDB_READ_UNITS_PER_REQUEST if n == 1 else DDB_EVENTUAL_READ_UNITS
         return {**units, "ddb_write": DDB_WRITE_UNITS_PER_REQUEST,
                 "ddb_read": reads * read_units, "s3_put": 0.0, "s3_get": 0.0}
-    part = shape.part_texts
+    per_job_batch = shape.job_batch_texts
     return {**units,
-            # the job item's put, and one count update (1 WRU: the item stays < 1 KB) per part
-            "ddb_write": 1 / n + 1 / part,
+            # the job item's put, and per (batch, job) one count update (1 WRU: < 1 KB)
+            "ddb_write": 1 / n + 1 / per_job_batch,
             # each job read: one strongly consistent GetItem of the job item
             "ddb_read": reads / n,
-            # a part per (batch, job); once per job: the LIST of its parts and the final object
-            "s3_put": 1 / part + 2 / n,
-            # the parts read back at assembly, a HEAD per job read, the owner's download
-            "s3_get": 1 / part + reads / n + 1 / n}
+            # a part per batch (every job's lines); once per job, the assembled object
+            "s3_put": 1 / shape.texts_per_batch + 1 / n,
+            # per (batch, job) a part read at assembly; a HEAD per job read; the download
+            "s3_get": 1 / per_job_batch + reads / n + 1 / n}
 
 
 def per_text_usd(shape: BulkShape, pricing: Pricing, arch: str = "x86") -> dict[str, float]:
