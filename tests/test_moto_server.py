@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import boto3
 import pytest
 from moto import mock_aws
@@ -20,7 +22,10 @@ def sqs(monkeypatch):
     # GIVEN the patches, undone after the test (moto in-process is shared by other tests)
     monkeypatch.setattr(models.SQSBackend, "is_message_valid_based_on_retention_period",
                         models.SQSBackend.is_message_valid_based_on_retention_period)
-    monkeypatch.setattr(models.Queue, "delete_message", models.Queue.delete_message)
+    for name in ("delete_message", "approximate_number_of_messages",
+                 "approximate_number_of_messages_delayed",
+                 "approximate_number_of_messages_not_visible"):
+        monkeypatch.setattr(models.Queue, name, getattr(models.Queue, name))
     moto_server.apply()
     with mock_aws():
         yield boto3.client("sqs")
@@ -41,8 +46,18 @@ def test_receive_and_delete_answer_as_before(sqs):
     bad = sqs.delete_message_batch(QueueUrl=url, Entries=[
         {"Id": "x", "ReceiptHandle": "not-a-handle"}])
     assert bad["Failed"][0]["Code"] == "ReceiptHandleIsInvalid"
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-    assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "20"
+    time.sleep(moto_server.COUNTS_TTL_S)  # the counts may lag by that much, as SQS's may
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+    assert (attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"],
+            attrs["ApproximateNumberOfMessagesDelayed"]) == ("20", "0", "0")
+    # a received message counts as not visible
+    sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=5)
+    time.sleep(moto_server.COUNTS_TTL_S)
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (attrs["ApproximateNumberOfMessages"],
+            attrs["ApproximateNumberOfMessagesNotVisible"]) == ("15", "5")
 
 
 def test_messages_past_their_retention_are_not_received(sqs, monkeypatch):
