@@ -53,21 +53,27 @@ OUT = ROOT / "benchmarks" / "results" / "bulk.json"
 TENANT = "bench"
 START_TIMEOUT_S = 300.0
 POLL_S = 1.0
+RETRY_429_S = 600.0  # a 429 (gateway or queue depth) is retried this long, then it is an error
 
 
 def _http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method, headers={
         "content-type": "application/json", "x-mbs-tenant": TENANT})
-    for attempt in range(20):
+    deadline = time.monotonic() + RETRY_429_S
+    attempt = 0
+    while True:
         try:
             with urllib.request.urlopen(request, timeout=600) as reply:  # nosec B310 - loopback
                 return reply.status, json.loads(reply.read())
         except urllib.error.HTTPError as exc:
             if exc.code != 429:  # the gateway or a saturated buffer: back off and retry
                 return exc.code, json.loads(exc.read())
-            time.sleep(0.2 * (attempt + 1))
-    raise RuntimeError(f"{method} {url}: still 429 after 20 tries")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{method} {url}: still 429 after {RETRY_429_S:.0f} s") \
+                    from None
+            attempt += 1
+            time.sleep(min(2.0, 0.2 * attempt))
 
 
 class Service:
