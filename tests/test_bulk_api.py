@@ -291,6 +291,27 @@ def test_a_dead_lettered_job_text_is_counted_failed_with_infers_reason(aws):
     assert "dead-lettered after 5 deliveries: RuntimeError('poison')" in lines[1]["reason"]
 
 
+def test_a_poisoned_job_text_is_retried_with_its_reason_noted_and_the_rest_counted(
+        aws, monkeypatch):
+    monkeypatch.setattr(deps, "get_embedder", StandInEmbedder)
+    # GIVEN a job of three whose second text makes the model fail
+    job_id = submit({"texts": ["one", "two POISON", "three"], "output": {"s3": True}})[1][
+        "job"]["id"]
+    messages = aws.receive("short")
+    by_index = {json.loads(m["Body"])["job"]["index"]: m["MessageId"] for m in messages}
+    # WHEN infer runs the batch
+    with injected(Faults(poison_marker="POISON")):
+        reply = infer.handler(sqs_event(messages, aws.resources.queue_arns["short"]),
+                              LocalLambdaContext(function_name="mbs-infer-short"))
+    # THEN only the poisoned text is reported for retry, with infer's error noted for the DLQ
+    assert reply == {"batchItemFailures": [{"itemIdentifier": by_index[1]}]}
+    assert sorted(int(i) for i in job_item(aws, job_id)["done"]["NS"]) == [0, 2]
+    from functions.shared.jobs import error_key
+
+    assert b"PoisonInput" in deps.result_objects().get(error_key(job_id, 1))
+    assert read_job(job_id)[1]["pending"] == 1
+
+
 def test_a_jobs_texts_that_could_not_be_enqueued_are_counted_failed(aws):
     # GIVEN a job whose first two sends fail
     with injected(Faults(send_errors=2)):

@@ -71,7 +71,7 @@ def parse_record(record: dict[str, Any]) -> InferItem:
             job_index=0 if job is None else int(job["index"]),
             full_length=int(body.get("full_length", body["length"])),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise MalformedMessage(f"message {record.get('messageId')!r}: {exc!r}") from None
 
 
