@@ -8,16 +8,18 @@ moto 5's SQS emulation does O(n) work per message on a queue of n messages:
 With thousands of texts queued at once (a bulk run) these grow quadratic, and the emulator,
 not the model, sets the pace: measured on 3,000 queued messages, moto answered about one
 receive a second. Here the retention period is read from the queue directly, a delete stops
-at the message it finds, and the three counts come from one pass, kept for COUNTS_TTL_S. SQS
-documents those counts as approximate (they may lag); here they lag by at most that. Every
-other answer is the same, and so are the boto3 calls the functions make: this only changes
-how fast the local stand-in for AWS answers them.
+at the message it finds, the three counts come from one pass, and SendMessage skips them (it
+reads one FIFO setting from the attributes, never a count). Every answer is the same, and so
+are the boto3 calls the functions make: this only changes how fast the local stand-in for AWS
+answers them.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
-import time
+import threading
+from collections.abc import Callable
 from typing import Any
 
 
@@ -43,23 +45,34 @@ def _delete_message(self: Any, receipt_handle: str) -> None:
     self.deleted_messages.update(message.all_receipt_handles)
 
 
-COUNTS_TTL_S = 0.05
+_sending = threading.local()  # set while SendMessage runs: it reads no count
 
 
 def _counts(queue: Any) -> tuple[int, int, int]:
-    """(visible, delayed, not visible) in one pass, at most COUNTS_TTL_S old."""
-    now_s = time.monotonic()
-    cached = queue.__dict__.get("_mbs_counts")
-    if cached is not None and now_s - cached[0] < COUNTS_TTL_S:
-        return cached[1]
+    """(visible, delayed, not visible) in one pass; zeros inside SendMessage, which never
+    reads them (it asks the attributes for ContentBasedDeduplication only)."""
+    if getattr(_sending, "active", False):
+        return 0, 0, 0
     visible = delayed = hidden = 0
     for message in queue._messages:
         is_visible, is_delayed = message.visible, message.delayed
         visible += is_visible and not is_delayed
         delayed += is_delayed
         hidden += not is_visible
-    queue.__dict__["_mbs_counts"] = (now_s, (visible, delayed, hidden))
     return visible, delayed, hidden
+
+
+def _sending_wrapper(send: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(send)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        _sending.active = True
+        try:
+            return send(*args, **kwargs)
+        finally:
+            _sending.active = False
+
+    wrapped._mbs_wrapped = True  # type: ignore[attr-defined]
+    return wrapped
 
 
 def apply() -> None:
@@ -71,6 +84,8 @@ def apply() -> None:
     models.Queue.approximate_number_of_messages = property(lambda q: _counts(q)[0])
     models.Queue.approximate_number_of_messages_delayed = property(lambda q: _counts(q)[1])
     models.Queue.approximate_number_of_messages_not_visible = property(lambda q: _counts(q)[2])
+    if not getattr(models.SQSBackend.send_message, "_mbs_wrapped", False):
+        models.SQSBackend.send_message = _sending_wrapper(models.SQSBackend.send_message)
 
 
 def main() -> None:
