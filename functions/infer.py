@@ -13,7 +13,13 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from functions.logic.infer_batch import ForwardPass, infer_records, store_outcome
+from functions.logic.infer_batch import (
+    ForwardPass,
+    JobPorts,
+    infer_records,
+    store_job_parts,
+    store_outcome,
+)
 from functions.shared import deps
 
 logger = Logger(service="infer")
@@ -53,9 +59,14 @@ def handler(event: dict, context: object) -> dict:
         logger.warning("batch members failed", extra={"failed": len(outcome.failed),
                                                       "batch_size": len(outcome.items)})
     store = deps.result_store()
+    jobs = JobPorts(deps.job_store(), deps.result_objects())
+    # A job's texts are stored per (batch, job): one part object and one count update each.
+    job_errors = store_job_parts(jobs, outcome)
+    for job_id, error in job_errors.items():
+        logger.warning("job part not stored", extra={"job_id": job_id, "error": repr(error)})
 
     def store_one(record: SQSRecord) -> None:
-        if not store_outcome(store, outcome, record.message_id):
+        if not store_outcome(store, outcome, record.message_id, jobs, job_errors):
             # Redelivery of a message whose result is already stored: success, no new write.
             _count("DuplicateDeliveries")
             logger.info("duplicate delivery",

@@ -14,7 +14,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
+from functions.logic.jobs import failed_line, write_failed_part
 from functions.logic.submit import (
+    ENQUEUE_FAILED,
     BulkSubmitted,
     Job,
     SubmitPorts,
@@ -87,10 +89,29 @@ def _create_many(submission: Submission, tenant: str, ports: SubmitPorts, now_ms
     ids = [uuid.uuid4().hex for _ in jobs]
     job_id = uuid.uuid4().hex if submission.output_s3 else None
     if job_id is not None:
-        deps.job_store().put(JobRecord(job_id, tenant, tuple(ids), now_ms,
+        # Written before any message leaves: infer's count update needs the item to exist.
+        deps.job_store().put(JobRecord(job_id, tenant, len(ids), now_ms,
                                        now_ms // 1000 + settings.result_ttl_s))
-    done = submit_many(jobs, ports, ids, now_ms, settings.max_queue_depth, settings.result_ttl_s)
+    done = submit_many(jobs, ports, ids, now_ms, settings.max_queue_depth, settings.result_ttl_s,
+                       job_id=job_id)
+    if job_id is not None:
+        _fail_on_job(job_id, done, ids)
     return _many_response(done, inputs, job_id)
+
+
+def _fail_on_job(job_id: str, done: BulkSubmitted, ids: list[str]) -> None:
+    """Count the texts whose message never left as FAILED on the job, with their lines, so
+    that the job still ends (a refused list's job fails whole: the client got a 429)."""
+    if done.status is SubmitStatus.OVERLOADED:
+        lines = [failed_line(i, rid, "refused: a buffer's queue is over its depth limit")
+                 for i, rid in enumerate(ids)]
+    else:
+        lines = [failed_line(i, e.request_id, ENQUEUE_FAILED)
+                 for i, e in enumerate(done.entries) if not e.accepted]
+    if lines:
+        objects = deps.result_objects()
+        if objects is not None:
+            write_failed_part(deps.job_store(), objects, job_id, lines)
 
 
 def _many_response(done: BulkSubmitted, inputs: list[ModelInput], job_id: str | None

@@ -72,8 +72,7 @@ def get_job(job_id: str) -> Response:
     objects = deps.result_objects()
     if objects is None:
         return _not_found("job", job_id)  # no bucket: no job was ever created here
-    view = job_view(deps.job_store(), deps.result_store(), objects, check_request_id(job_id),
-                    _caller())
+    view = job_view(deps.job_store(), objects, check_request_id(job_id), _caller())
     if view is None:
         return _not_found("job", job_id)
     return json_response(200, view)

@@ -12,10 +12,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from functions.shared import deps
+from functions.shared.jobs import JobRecord
 from functions.shared.model import EmbedResult, ModelLoadError
 from functions.shared.queues import QueueSender
 from functions.shared.store import PendingRecord, ResultRecord, ResultStore
-from infra.client.audit import reconcile
+from infra.client.audit import reconcile, tally_job
 from infra.local.faults import (
     FaultInjector,
     Faults,
@@ -51,6 +52,47 @@ def test_audit_window_excludes_older_requests():
     report = reconcile([_item("PENDING", 0), _item("DONE", 5_000)], since_ms=1_000,
                        now_ms=10_000, grace_ms=0, messages_in_queues=0, messages_in_dlqs=0)
     assert report.accepted == 1 and report.ok
+
+
+def _line(index: int, status: str) -> dict:
+    return {"index": index, "id": f"r{index}", "status": status}
+
+
+def test_a_job_is_counted_from_its_item_and_checked_against_its_parts():
+    # GIVEN a job of 5: 0, 1 DONE; 2 FAILED; 3, 4 pending; 1's line written twice (redelivery)
+    job = JobRecord("j", "t", 5, created_at_ms=0, expires_at_s=0, done=frozenset({0, 1}),
+                    failed=frozenset({2}))
+    lines = [_line(0, "DONE"), _line(1, "DONE"), _line(1, "DONE"), _line(2, "FAILED")]
+    tally = tally_job(job, lines, now_ms=10_000, grace_ms=1_000)
+    assert (tally.total, tally.done, tally.failed, tally.pending) == (5, 2, 1, 2)
+    assert (tally.stale_pending, tally.unbacked, tally.duplicate_lines) == (2, 0, 1)
+    # THEN with one message per pending text left in the queues, the audit is OK
+    report = reconcile([_item("DONE", 100)], since_ms=0, now_ms=10_000, grace_ms=1_000,
+                       messages_in_queues=2, messages_in_dlqs=0, jobs=[tally])
+    assert (report.accepted, report.done, report.failed, report.pending) == (6, 3, 1, 2)
+    assert report.jobs == 1 and report.unaccounted == 0 and report.ok
+    # AND with none left, the two stale texts are unaccounted for
+    assert not reconcile([], since_ms=0, now_ms=10_000, grace_ms=1_000, messages_in_queues=0,
+                         messages_in_dlqs=0, jobs=[tally]).ok
+
+
+def test_a_counted_job_text_with_no_line_is_a_breach():
+    job = JobRecord("j", "t", 3, created_at_ms=0, expires_at_s=0, done=frozenset({0, 1}),
+                    failed=frozenset({2}))
+    # index 1 counted DONE but its part was lost; index 2 FAILED has only a DONE line
+    tally = tally_job(job, [_line(0, "DONE"), _line(2, "DONE")], now_ms=0, grace_ms=0)
+    assert tally.unbacked == 2 and tally.pending == 0
+    report = reconcile([], since_ms=0, now_ms=0, grace_ms=0, messages_in_queues=0,
+                       messages_in_dlqs=0, jobs=[tally])
+    assert report.unbacked == 2 and not report.ok
+
+
+def test_a_dead_letter_after_done_keeps_the_text_done():
+    # The DLQ's add is conditional, but a FAILED mark beside DONE still counts the text once.
+    job = JobRecord("j", "t", 1, created_at_ms=0, expires_at_s=0, done=frozenset({0}),
+                    failed=frozenset({0}))
+    tally = tally_job(job, [_line(0, "DONE")], now_ms=0, grace_ms=0)
+    assert (tally.done, tally.failed, tally.pending, tally.unbacked) == (1, 0, 0, 0)
 
 
 class Recorder(ResultStore, QueueSender):

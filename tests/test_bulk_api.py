@@ -6,13 +6,15 @@ import json
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
 import pytest
 
 from functions import infer, ingest, results
 from functions.shared import deps
+from functions.shared.model import StandInEmbedder
 from functions.shared.store import DONE, FAILED, PENDING
 from functions.shared.submission import MAX_TEXTS
-from functions.shared.tokenizer import _untruncated, count_tokens
+from functions.shared.tokenizer import _untruncated, count_tokens, model_input
 from infra.local.events import LocalLambdaContext, apigw_v2_event, sqs_event
 from infra.local.faults import Faults, injected
 from tests.test_handlers import HUGE_TEXT, LONG_TEXT, SHORT_TEXT
@@ -187,10 +189,155 @@ def test_a_job_writes_its_results_to_s3_once_every_text_is_done(aws, embedder):
     lines = [json.loads(line) for line in raw.decode().splitlines()]
     assert [line["id"] for line in lines] == ids and [line["index"] for line in lines] == [
         0, 1, 2, 3, 4]
-    stored = read_many(ids)[1]["results"]
-    assert [line["embedding"] for line in lines] == [r["embedding"] for r in stored]
+    # AND each embedding is the model's, through float16 (cosine >= 0.9999, as for items)
+    cut = [model_input(text).text for text in TEXTS]
+    for line, vector in zip(lines, embedder.embed(cut).vectors, strict=True):
+        got = np.asarray(line["embedding"])
+        assert got @ vector / np.linalg.norm(got) / np.linalg.norm(vector) >= 0.9999
+    assert [line["truncated"] for line in lines] == [False, False, False, True, False]
+    # AND the texts got no item of their own: the table holds the job item alone
+    assert aws.item_count() == 1
+    assert read_many(ids)[1]["missing"] == ids
     # AND a second poll answers from the object, the same
     assert read_job(job_id)[1] == view | {"url": read_job(job_id)[1]["url"]}
+
+
+def job_item(aws: Any, job_id: str) -> dict[str, Any]:
+    return aws.ddb.get_item(TableName=aws.resources.table_name,
+                            Key={"id": {"S": f"job-{job_id}"}})["Item"]
+
+
+def test_a_redelivered_batch_writes_a_second_part_but_counts_each_text_once(aws, monkeypatch):
+    monkeypatch.setattr(deps, "embedder", StandInEmbedder)  # no weights needed here
+    # GIVEN a job of three texts whose batch was stored once (part + count)
+    job_id = submit({"texts": ["one", "two", "three"], "output": {"s3": True}})[1]["job"]["id"]
+    event = sqs_event(aws.receive("short"), aws.resources.queue_arns["short"])
+    for _ in range(2):  # WHEN SQS delivers the same batch again (the delete was lost)
+        reply = infer.handler(event, LocalLambdaContext(function_name="mbs-infer-short"))
+        assert reply == {"batchItemFailures": []}
+    # THEN the count holds each index once, though two parts were written
+    item = job_item(aws, job_id)
+    assert sorted(int(i) for i in item["done"]["NS"]) == [0, 1, 2]
+    import boto3
+
+    assert len(item["parts"]["BS"]) == 2
+    # AND the assembled object has one line per text
+    view = read_job(job_id)[1]
+    assert (view["status"], view["done"], view["failed"], view["pending"]) == (DONE, 3, 0, 0)
+    raw = boto3.client("s3").get_object(Bucket=aws.resources.bucket,
+                                        Key=f"jobs/{job_id}.jsonl")["Body"].read()
+    assert [json.loads(line)["index"] for line in raw.decode().splitlines()] == [0, 1, 2]
+
+
+def test_mbs_audit_reads_jobs_from_their_item_and_parts(aws, monkeypatch):
+    import boto3
+
+    from functions.shared.jobs import S3ResultObjects
+    from infra.client.audit import audit_stack
+
+    monkeypatch.setattr(deps, "embedder", StandInEmbedder)
+    res = aws.resources
+
+    def audit() -> Any:
+        return audit_stack(aws.ddb, aws.sqs, res.table_name, list(res.queue_urls.values()),
+                           list(res.dlq_urls.values()), since_ms=0, now_ms=2**42, grace_ms=0,
+                           objects=S3ResultObjects(res.bucket, boto3.client("s3")))
+
+    # GIVEN a job of three and a plain list of two, all still queued
+    job_id = submit({"texts": ["one", "two", "three"], "output": {"s3": True}})[1]["job"]["id"]
+    submit({"texts": ["four", "five"]})
+    before = audit()
+    assert (before.accepted, before.pending, before.jobs, before.ok) == (5, 5, 1, True)
+    # WHEN infer has run
+    run_every_queue(aws)
+    after = audit()
+    assert (after.accepted, after.done, after.pending, after.unbacked, after.ok) == (
+        5, 5, 0, 0, True)
+    # AND WHEN the job's part is lost, the texts it backed are a breach
+    (part,) = job_item(aws, job_id)["parts"]["BS"]
+    boto3.client("s3").delete_object(Bucket=res.bucket, Key=f"jobs/parts/{bytes(part).hex()}.jsonl")
+    broken = audit()
+    assert broken.unbacked == 3 and not broken.ok
+
+
+def test_a_dead_lettered_job_text_is_counted_failed_with_infers_reason(aws):
+    from functions import dlq
+
+    # GIVEN a job of two texts, one DONE, and the other's message dead-lettered
+    body = submit({"texts": ["one", "two"], "output": {"s3": True}})[1]
+    job_id, ids = body["job"]["id"], [e["id"] for e in body["requests"]]
+    messages = sorted(aws.receive("short"), key=lambda m: json.loads(m["Body"])["job"]["index"])
+    from functions.logic.jobs import done_line, write_batch_part
+    from functions.shared.jobs import error_key
+
+    assert write_batch_part(deps.job_store(), deps.result_objects(), {
+        job_id: [done_line(0, ids[0], np.ones(384) / np.sqrt(384), 1, 1)]}) == {}
+    deps.result_objects().put(error_key(job_id, 1), b"RuntimeError('poison')", {})
+    dead = sqs_event(messages, aws.resources.dlq_arns["short"])
+    for record in dead["Records"]:
+        record["attributes"]["ApproximateReceiveCount"] = "5"
+    # WHEN the dead-letter handler takes both (the first is DONE already)
+    assert dlq.handler(dead, LocalLambdaContext(function_name="mbs-dlq")) == {
+        "batchItemFailures": []}
+    # THEN only the second is FAILED, with infer's reason, and the job is DONE
+    view = read_job(job_id)[1]
+    assert (view["status"], view["done"], view["failed"], view["pending"]) == (DONE, 1, 1, 0)
+    import boto3
+
+    raw = boto3.client("s3").get_object(Bucket=aws.resources.bucket,
+                                        Key=f"jobs/{job_id}.jsonl")["Body"].read()
+    lines = [json.loads(line) for line in raw.decode().splitlines()]
+    assert [line["status"] for line in lines] == [DONE, FAILED]
+    assert "dead-lettered after 5 deliveries: RuntimeError('poison')" in lines[1]["reason"]
+
+
+def test_a_poisoned_job_text_is_retried_with_its_reason_noted_and_the_rest_counted(
+        aws, monkeypatch):
+    monkeypatch.setattr(deps, "get_embedder", StandInEmbedder)
+    # GIVEN a job of three whose second text makes the model fail
+    job_id = submit({"texts": ["one", "two POISON", "three"], "output": {"s3": True}})[1][
+        "job"]["id"]
+    messages = aws.receive("short")
+    by_index = {json.loads(m["Body"])["job"]["index"]: m["MessageId"] for m in messages}
+    # WHEN infer runs the batch
+    with injected(Faults(poison_marker="POISON")):
+        reply = infer.handler(sqs_event(messages, aws.resources.queue_arns["short"]),
+                              LocalLambdaContext(function_name="mbs-infer-short"))
+    # THEN only the poisoned text is reported for retry, with infer's error noted for the DLQ
+    assert reply == {"batchItemFailures": [{"itemIdentifier": by_index[1]}]}
+    assert sorted(int(i) for i in job_item(aws, job_id)["done"]["NS"]) == [0, 2]
+    from functions.shared.jobs import error_key
+
+    assert b"PoisonInput" in deps.result_objects().get(error_key(job_id, 1))
+    assert read_job(job_id)[1]["pending"] == 1
+
+
+def test_a_jobs_texts_that_could_not_be_enqueued_are_counted_failed(aws):
+    # GIVEN a job whose first two sends fail
+    with injected(Faults(send_errors=2)):
+        status, body = submit({"texts": ["one", "two", "three", "four"], "output": {"s3": True}})
+    assert status == 202
+    assert [e["status"] for e in body["requests"]] == [FAILED, FAILED, PENDING, PENDING]
+    # THEN the job counts them FAILED (with their lines) and waits for the other two
+    view = read_job(body["job"]["id"])[1]
+    assert (view["status"], view["done"], view["failed"], view["pending"]) == (
+        "RUNNING", 0, 2, 2)
+    assert aws.item_count() == 1 and aws.queue_depths()["short"] == 2
+
+
+def test_a_refused_jobs_texts_are_all_counted_failed(aws, monkeypatch):
+    monkeypatch.setenv("MBS_MAX_QUEUE_DEPTH", "1")
+    deps.reset()
+    submit({"texts": [SHORT_TEXT]})
+    deps.queue_depth()._cache.clear()
+    # WHEN a job is refused (its item was written first), THEN its texts all end FAILED
+    status, body = submit({"texts": ["one", "two"], "output": {"s3": True}})
+    assert status == 429
+    job_id = aws.ddb.scan(TableName=aws.resources.table_name,
+                          FilterExpression="begins_with(id, :j)",
+                          ExpressionAttributeValues={":j": {"S": "job-"}})["Items"][0]["id"]["S"]
+    view = read_job(job_id.removeprefix("job-"))[1]
+    assert (view["status"], view["failed"], view["pending"]) == (DONE, 2, 0)
 
 
 def test_jobs_are_bound_to_their_tenant_and_apart_from_requests(aws):

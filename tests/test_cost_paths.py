@@ -121,7 +121,7 @@ def test_bulk_path_by_hand() -> None:
     assert cost.api_usd == pytest.approx(2 * 1000 * 1.00e-6)  # POST + GET
     # ingest + results: 15 ms at 256 MB = 0.00375 GB-s each, plus the request fee
     assert cost.ingest_usd == pytest.approx(2 * 1000 * (0.00375 * GB_S_X86 + 0.20e-6))
-    assert cost.store_usd == pytest.approx(1000 * (3 * 0.625e-6 + 0.125e-6))
+    assert cost.store_usd == pytest.approx(1000 * (2 * 0.625e-6 + 0.125e-6))  # float16: 1 WRU
     # two front functions' Lambda lines + ingest's line per request; Lambda lines per batch
     assert cost.logs_usd == pytest.approx((1000 * (2 * 350 + 450) + 100 * 350) / GB * 0.50)
     # the GET's result, plus the POST's reply and its headers

@@ -104,7 +104,8 @@ def test_managed_plan_rides_the_bulk_path_by_hand(which: str) -> None:
     # the 4 that returned a message
     assert cost.queue_polling_usd == pytest.approx((75 - 4) * 0.40e-6, rel=1e-9)
     assert cost.api_usd == pytest.approx(4 * 2 * 1.00e-6)  # POST and GET
-    assert cost.store_usd == pytest.approx(4 * (3 * 0.625e-6 + 0.125e-6))
+    # 1 WRU PENDING + 1 WRU result (float16, < 1 KB) + 1 RRU read, per request
+    assert cost.store_usd == pytest.approx(4 * (2 * 0.625e-6 + 0.125e-6))
     assert cost.ingest_usd == pytest.approx(4 * 2 * (0.00375 * GB_S_X86 + 0.20e-6))
     assert cost.logs_usd == pytest.approx((4 * (2 * 350 + 450) + 4 * 350) / GB * 0.50)
     assert cost.egress_usd == pytest.approx(4 * (ONE_RESPONSE + 300 + 150) / GB * 0.09)

@@ -58,8 +58,8 @@ def test_fixed_items_per_request_by_hand() -> None:
     assert fixed["api_usd"] == pytest.approx(2 * 1.00e-6)  # POST + one GET
     # ingest + results functions: 15 ms at 256 MB each = 0.00375 GB-s + one request fee each
     assert fixed["ingest_usd"] == pytest.approx(2 * (0.00375 * GB_S_X86 + 0.20e-6))
-    # 1 WRU PENDING + 2 WRU result + 1 RRU read
-    assert fixed["store_usd"] == pytest.approx(3 * 0.625e-6 + 0.125e-6)
+    # 1 WRU PENDING + 1 WRU result (float16, under 1 KB) + 1 RRU read
+    assert fixed["store_usd"] == pytest.approx(2 * 0.625e-6 + 0.125e-6)
 
 
 def test_breakdown_totals_are_properties() -> None:

@@ -10,6 +10,8 @@ from typing import Any
 
 from buffers.padding import PaddingStats, batch_padding
 from functions.logic.isolation import isolate_failures
+from functions.logic.jobs import done_line, write_batch_part
+from functions.shared.jobs import JobStore, ResultObjects, error_key
 from functions.shared.model import ModelLoadError, TextEmbedder
 from functions.shared.store import ResultRecord, ResultStore
 
@@ -26,6 +28,9 @@ class InferItem:
     length: int
     buffer: str
     enqueued_at_ms: int
+    job_id: str | None = None  # a job with S3 output: no request item, a line in a part
+    job_index: int = 0
+    full_length: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,16 @@ def parse_record(record: dict[str, Any]) -> InferItem:
     """One SQS record's body -> an InferItem; MalformedMessage names what is wrong."""
     try:
         body = json.loads(record["body"])
+        job = body.get("job")
         return InferItem(
             message_id=record["messageId"], request_id=str(body["id"]), text=str(body["text"]),
             length=int(body["length"]), buffer=str(body["buffer"]),
             enqueued_at_ms=int(body["enqueued_at_ms"]),
+            job_id=None if job is None else str(job["id"]),
+            job_index=0 if job is None else int(job["index"]),
+            full_length=int(body.get("full_length", body["length"])),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise MalformedMessage(f"message {record.get('messageId')!r}: {exc!r}") from None
 
 
@@ -126,17 +135,57 @@ def infer_records(records: Sequence[dict[str, Any]], load_embedder: Callable[[],
     )
 
 
-def store_outcome(store: ResultStore, outcome: InferOutcome, message_id: str) -> bool:
+@dataclass(frozen=True)
+class JobPorts:
+    jobs: JobStore
+    objects: ResultObjects | None  # None: no results bucket (ingest then takes no S3 job)
+
+
+def store_job_parts(ports: JobPorts, outcome: InferOutcome) -> dict[str, Exception]:
+    """One part with the DONE lines of every job in the batch, and one count update per job.
+
+    Returns the error of each job whose write failed: its records are then retried.
+    """
+    by_job: dict[str, list[dict[str, Any]]] = {}
+    for message_id, item in outcome.items.items():
+        if item.job_id is not None and (result := outcome.results.get(message_id)) is not None:
+            by_job.setdefault(item.job_id, []).append(done_line(
+                item.job_index, item.request_id, result.embedding, item.length,
+                item.full_length))
+    if not by_job:
+        return {}
+    if ports.objects is None:
+        return dict.fromkeys(by_job, RuntimeError("a job's text arrived, but this deployment "
+                                                  "has no results bucket"))
+    return write_batch_part(ports.jobs, ports.objects, by_job)
+
+
+def _note_error(store: ResultStore, jobs: JobPorts | None, item: InferItem, reason: str) -> None:
+    if item.job_id is None:
+        store.note_error(item.request_id, reason)
+    elif jobs is not None and jobs.objects is not None:
+        # Rare path (a failed delivery): the dead-letter handler reads it as the reason.
+        jobs.objects.put(error_key(item.job_id, item.job_index), reason.encode(), {})
+
+
+def store_outcome(store: ResultStore, outcome: InferOutcome, message_id: str,
+                  jobs: JobPorts | None = None,
+                  job_errors: dict[str, Exception] | None = None) -> bool:
     """Store one record's outcome: True for a new result, False for a result already stored.
 
-    A record that failed raises its error (after noting it on its request, for the DLQ's
-    reason), so the batch processor reports it for retry.
+    A record that failed raises its error (after noting it on its request, or beside its job,
+    for the DLQ's reason), so the batch processor reports it for retry. A job's record was
+    stored by store_job_parts: it raises that job's write error, if any.
     """
     item = outcome.items.get(message_id)
     if (error := outcome.errors.get(message_id)) is not None:
         if item is not None:
-            store.note_error(item.request_id, repr(error)[:500])
+            _note_error(store, jobs, item, repr(error)[:500])
         raise error
     if item is None or message_id not in outcome.results:
         raise KeyError(f"no outcome for message {message_id!r}")
+    if item.job_id is not None:
+        if (job_error := (job_errors or {}).get(item.job_id)) is not None:
+            raise job_error
+        return True
     return store.complete(item.request_id, outcome.results[message_id])

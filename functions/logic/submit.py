@@ -102,10 +102,15 @@ def _record(job: Job, spec: BufferSpec, request_id: str, now_ms: int,
         expires_at_s=now_ms // 1000 + result_ttl_s, slo_ms=job.slo_ms)
 
 
-def _message(job: Job, spec: BufferSpec, request_id: str, now_ms: int) -> dict[str, Any]:
-    return {"id": request_id, "text": job.text, "length": job.tokens.length,
-            "buffer": spec.name, "tenant": job.tenant, "enqueued_at_ms": now_ms,
-            "slo_ms": job.slo_ms}
+def _message(job: Job, spec: BufferSpec, request_id: str, now_ms: int,
+             in_job: tuple[str, int] | None = None) -> dict[str, Any]:
+    message = {"id": request_id, "text": job.text, "length": job.tokens.length,
+               "buffer": spec.name, "tenant": job.tenant, "enqueued_at_ms": now_ms,
+               "slo_ms": job.slo_ms}
+    if in_job is not None:  # (job id, index): infer writes the text's line to the job's part
+        message.update(job={"id": in_job[0], "index": in_job[1]},
+                       full_length=job.tokens.full_length)
+    return message
 
 
 @dataclass(frozen=True)
@@ -138,13 +143,36 @@ def _fail_quietly(store: ResultStore, request_id: str, reason: str) -> None:
         return  # its PENDING item was never written: nothing to fail
 
 
+def _enqueue(jobs: Sequence[Job], specs: Sequence[BufferSpec], ports: SubmitPorts,
+             request_ids: Sequence[str], now_ms: int, job_id: str | None
+             ) -> list[Exception | None]:
+    """Send in batches per buffer; each text's send error (its request then marked FAILED)."""
+    errors: list[Exception | None] = [None] * len(jobs)
+    by_buffer: dict[str, list[int]] = {}
+    for index, spec in enumerate(specs):
+        by_buffer.setdefault(spec.name, []).append(index)
+    for name, indexes in by_buffer.items():
+        sent = ports.sender.send_many(name, [
+            _message(jobs[i], specs[i], request_ids[i], now_ms,
+                     None if job_id is None else (job_id, i)) for i in indexes])
+        for index, error in zip(indexes, sent, strict=True):
+            if error is not None:
+                errors[index] = error
+                if job_id is None:
+                    _fail_quietly(ports.store, request_ids[index], ENQUEUE_FAILED)
+    return errors
+
+
 def submit_many(jobs: Sequence[Job], ports: SubmitPorts, request_ids: Sequence[str],
-                now_ms: int, max_queue_depth: int, result_ttl_s: int) -> BulkSubmitted:
+                now_ms: int, max_queue_depth: int, result_ttl_s: int,
+                job_id: str | None = None) -> BulkSubmitted:
     """Route a list, record every text PENDING in batches, then enqueue in batches per buffer.
 
     Parameters are submit's, with one job and one request id per text, in order. A saturated
     buffer refuses the whole list before anything is stored. A text whose message could not be
-    sent is marked FAILED (as submit does), and the others stay accepted.
+    sent is marked FAILED (as submit does), and the others stay accepted. With job_id (a job
+    with S3 output, its item already written) no PENDING item is written: each message carries
+    the job and the text's index, and the caller records the texts that failed on the job.
     """
     specs = [ports.router.route(job.tokens.length) for job in jobs]
     depth_errors = []
@@ -157,7 +185,8 @@ def submit_many(jobs: Sequence[Job], ports: SubmitPorts, request_ids: Sequence[s
     records = [_record(job, spec, rid, now_ms, result_ttl_s)
                for job, spec, rid in zip(jobs, specs, request_ids, strict=True)]
     try:
-        ports.store.put_pending_many(records)
+        if job_id is None:
+            ports.store.put_pending_many(records)
     except Exception as exc:
         # Some items may be written: fail each, so none stays PENDING without a message.
         for request_id in request_ids:
@@ -165,17 +194,7 @@ def submit_many(jobs: Sequence[Job], ports: SubmitPorts, request_ids: Sequence[s
         return BulkSubmitted(SubmitStatus.UNAVAILABLE, tuple(
             Entry(rid, spec.name, exc) for rid, spec in zip(request_ids, specs, strict=True)),
             depth_errors=tuple(depth_errors))
-    errors: list[Exception | None] = [None] * len(jobs)
-    by_buffer: dict[str, list[int]] = {}
-    for index, spec in enumerate(specs):
-        by_buffer.setdefault(spec.name, []).append(index)
-    for name, indexes in by_buffer.items():
-        sent = ports.sender.send_many(name, [_message(jobs[i], specs[i], request_ids[i], now_ms)
-                                             for i in indexes])
-        for index, error in zip(indexes, sent, strict=True):
-            if error is not None:
-                errors[index] = error
-                _fail_quietly(ports.store, request_ids[index], ENQUEUE_FAILED)
+    errors = _enqueue(jobs, specs, ports, request_ids, now_ms, job_id)
     entries = tuple(Entry(rid, spec.name, error)
                     for rid, spec, error in zip(request_ids, specs, errors, strict=True))
     status = SubmitStatus.ACCEPTED if any(e.accepted for e in entries) else \

@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     """Audit the stack the state file names; exit 1 if anything is unaccounted for."""
     import boto3
 
+    from functions.shared.jobs import S3ResultObjects
     from infra.client.audit import audit_stack, format_audit
     from infra.local.events import REGION
 
@@ -42,10 +43,13 @@ def run(args: argparse.Namespace) -> int:
                "aws_access_key_id": "testing",
                "aws_secret_access_key": "testing"} if endpoint else {}  # nosec B105
     ddb, sqs = boto3.client("dynamodb", **clients), boto3.client("sqs", **clients)
+    # Jobs with S3 output have no per-text items: their parts are read from the bucket.
+    bucket = state.get("bucket")
+    objects = None if bucket is None else S3ResultObjects(bucket, boto3.client("s3", **clients))
     now_ms = int(time.time() * 1000)
     report = audit_stack(ddb, sqs, state["table_name"], list(state["queue_urls"].values()),
                          list(state["dlq_urls"].values()),
                          since_ms=now_ms - int(args.since * 1000) if args.since else 0,
-                         now_ms=now_ms, grace_ms=int(args.grace * 1000))
+                         now_ms=now_ms, grace_ms=int(args.grace * 1000), objects=objects)
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_audit(report))
     return 0 if report.ok else 1

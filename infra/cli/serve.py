@@ -49,7 +49,7 @@ def write_state(path: str, url: str, stack: Any) -> None:
     res = stack.resources
     state = {"url": url, "aws_endpoint_url": stack.aws_endpoint_url,
              "table_name": res.table_name, "queue_urls": res.queue_urls,
-             "dlq_urls": res.dlq_urls, "plan": stack.plan.to_dict()}
+             "dlq_urls": res.dlq_urls, "bucket": res.bucket, "plan": stack.plan.to_dict()}
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")

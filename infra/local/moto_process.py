@@ -1,13 +1,18 @@
-"""moto in server mode as its own process on 127.0.0.1, so its work does not share our GIL."""
+"""moto in server mode as its own process on 127.0.0.1, so its work does not share our GIL.
+
+It runs infra/local/moto_server.py: moto's own server, with two SQS hot spots made linear.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess  # nosec B404 - runs moto's own server module, fixed argv, no shell
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 START_TIMEOUT_S = 30.0
 
@@ -18,8 +23,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def _env_with_this_checkout() -> dict[str, str]:
+    """The environment, with this checkout first on the path (the launcher module is here)."""
+    root = str(Path(__file__).resolve().parents[2])
+    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+
+
 class MotoProcess:
-    """`python -m moto.server` on a free loopback port; stopped (and reaped) by stop()."""
+    """moto's server on a free loopback port; stopped (and reaped) by stop()."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
@@ -32,8 +44,9 @@ class MotoProcess:
 
     def start(self) -> MotoProcess:
         self._proc = subprocess.Popen(  # nosec B603 - sys.executable and fixed arguments
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [sys.executable, "-m", "infra.local.moto_server", "-H", self.host, "-p",
+             str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env_with_this_checkout())
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

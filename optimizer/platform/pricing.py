@@ -65,6 +65,11 @@ class Pricing:
     # checked on the on-demand pricing page; prices not checked here.
     ddb_write_request_usd: float = 0.625 / 1e6
     ddb_read_request_usd: float = 0.125 / 1e6
+    # Amazon S3 pricing page, S3 Standard, us-east-1: $0.005 per 1,000 PUT, COPY, POST and LIST
+    # requests; $0.0004 per 1,000 GET, SELECT and all other requests (HEAD included). Not
+    # checked here. A job with S3 output pays them (optimizer/platform/bulk_items.py).
+    s3_put_request_usd: float = 0.005 / 1e3
+    s3_get_request_usd: float = 0.0004 / 1e3
     # AWS Fargate pricing page, Linux, us-east-1, per vCPU-hour and per GB-hour of what a task
     # requests, billed per second with a one-minute minimum: x86 $0.04048 and $0.004445 (the ECS
     # pricing page's worked example quotes $0.000011244 per vCPU-second = $0.04048 an hour),

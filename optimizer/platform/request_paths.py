@@ -12,10 +12,12 @@ estimator; these functions add the rest of the path:
   table. `online_request_cost` is the part that splits by buffer; `online_run_cost` is the
   part that depends on the run's duration (duration_s) and the fleet (task_seconds, from
   dispatcher_fleet), and enters a plan's bill once.
-- bulk (today's async path): bulk_items.run_cost's items, priced as before (two HTTP API
-  requests, two front functions, three DynamoDB write units and one read, an SQS send per
-  request and a receive and a delete per 10 messages of a batch), plus the event source
-  mapping's empty receives while it long-polls, log lines and egress.
+- bulk (the async path): bulk_items.run_cost's items for a BulkShape (texts alone by default:
+  two HTTP API requests, two front functions, two DynamoDB write units and one read and an SQS
+  send per text; in lists of up to 100, each per call; as a job with S3 output, no per-text
+  item but a part object and a count update per batch and job), a receive and a delete per
+  10 messages of a batch, plus the event source mapping's empty receives while it long-polls,
+  log lines and egress.
 - plain_lambda: one Lambda invocation per request behind the HTTP API; no dispatcher, queue or
   table. Cold starts reach it as billed INIT milliseconds inside the caller's bill.
 
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optimizer.platform.bulk_items import fixed_usd
+from optimizer.platform.bulk_items import TEXTS_ALONE, BulkShape, fixed_usd, sends_per_text
 from optimizer.platform.cost_breakdown import CostBreakdown, RequestPath
 from optimizer.platform.dispatcher_fleet import DEFAULT_TASK, DispatcherTask
 from optimizer.platform.pricing import BYTES_PER_GB, HOURS_PER_MONTH, MB_PER_GB, Pricing
@@ -191,23 +193,30 @@ def sqs_empty_receives(duration_s: float, queues: int, nonempty_receives: float 
 def bulk_cost(requests: float, bill: InferBill, receive_calls: float, duration_s: float,
               queues: int, pricing: Pricing, *, encoding: str = "float", arch: str = "x86",
               pollers_per_queue: int = ESM_POLLERS_PER_QUEUE,
-              wait_time_s: float = SQS_MAX_WAIT_S) -> CostBreakdown:
+              wait_time_s: float = SQS_MAX_WAIT_S,
+              shape: BulkShape = TEXTS_ALONE) -> CostBreakdown:
     """A whole run on the bulk path; receive_calls: non-empty receives (one per 10 messages).
 
     queues: every queue an event source mapping polls (each buffer's queue, and its DLQ where a
-    handler consumes it).
+    handler consumes it). requests: texts; shape: how they were submitted (bulk_items).
     """
-    _, result_bytes = _front(requests, None, encoding, pricing)
-    egress = result_bytes + requests * (HEADER_BYTES + SUBMIT_REPLY_BYTES)
-    log_bytes = (requests * (2 * LAMBDA_PLATFORM_LOG_BYTES + INGEST_LOG_BYTES_PER_REQUEST)
+    posts = requests / shape.texts_per_call
+    reads = posts * shape.reads_per_call
+    # Each text's result once (in a read's reply or the job's object), the envelope and headers
+    # per read, and per POST its headers and a short entry per text.
+    per_item = response_bytes(1.0, encoding) - response_bytes(0.0, encoding)
+    egress = (requests * (per_item + SUBMIT_REPLY_BYTES) + reads * (HEADER_BYTES + ENVELOPE_BYTES)
+              + posts * HEADER_BYTES)
+    log_bytes = ((posts + reads) * LAMBDA_PLATFORM_LOG_BYTES + posts * INGEST_LOG_BYTES_PER_REQUEST
                  + bill.invocations * LAMBDA_PLATFORM_LOG_BYTES)
     empty = sqs_empty_receives(duration_s, queues, receive_calls, pollers_per_queue, wait_time_s)
     return infer_cost(bill, pricing, arch) + CostBreakdown(
-        queue_usd=(requests + 2 * receive_calls) * pricing.sqs_request_usd,
+        queue_usd=(requests * sends_per_text(shape) + 2 * receive_calls)
+        * pricing.sqs_request_usd,
         queue_polling_usd=empty * pricing.sqs_request_usd,
         logs_usd=_gb_usd(log_bytes, pricing.logs_ingest_gb_usd),
         egress_usd=_gb_usd(egress, pricing.egress_gb_usd),
-        **fixed_usd(requests, pricing, arch),
+        **fixed_usd(requests, pricing, arch, shape),
         path=RequestPath.BULK)
 
 

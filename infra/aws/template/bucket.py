@@ -1,8 +1,9 @@
 """The results bucket: where a job that asked for S3 output gets its results as one object.
 
 Objects expire with the results they copy (the results table's TTL, 7 days by default), so the
-bucket holds days of job outputs at most. Only the results function writes and reads it (its
-role: s3:PutObject and s3:GetObject on jobs/*); the owner downloads through a presigned URL.
+bucket holds days of job outputs at most. Infer writes a job's part objects, ingest and the DLQ
+function its FAILED lines (s3:PutObject on jobs/*); the results function reads the parts a job
+item names and writes the assembled object; the owner downloads through a presigned URL.
 """
 
 from __future__ import annotations

@@ -164,8 +164,11 @@ def _function(spec: BufferSpec, ids: BufferIds, opts: RenderOptions) -> dict[str
         "Environment": {"Variables": {"POWERTOOLS_SERVICE_NAME": "infer"}},
         "Policies": [
             {"SQSPollerPolicy": {"QueueName": getatt(ids.queue, "QueueName")}},
-            # The conditional result write and its duplicate check (functions/shared/store.py).
+            # The conditional result write and its duplicate check (functions/shared/store.py),
+            # and a job's count update (functions/shared/jobs.py).
             allow(["dynamodb:UpdateItem", "dynamodb:GetItem"], getatt("ResultsTable", "Arn")),
+            # A job's part objects, and the error noted for a failed delivery (jobs/ only).
+            allow(["s3:PutObject"], sub("${ResultsBucket.Arn}/jobs/*")),
         ],
     }}
 

@@ -136,16 +136,21 @@ def functions(queue_ids: list[str], dlq_ids: list[str], opts: RenderOptions) -> 
         # Enqueue (sqs:SendMessage also authorizes SendMessageBatch), and read the depth for
         # backpressure. Listed exactly: SAM's SQSSendMessagePolicy grants sqs:SendMessage*.
         allow(["sqs:SendMessage", "sqs:GetQueueAttributes"], [getatt(q, "Arn") for q in queue_ids]),
+        # A job's FAILED lines for texts that could not be enqueued (jobs/ only).
+        allow(["s3:PutObject"], sub("${ResultsBucket.Arn}/jobs/*")),
     ]
     results_policies = [
         allow(["dynamodb:GetItem", "dynamodb:BatchGetItem"], table),
-        # A finished job's object: written once, read back through a presigned URL that this
-        # role signs (HeadObject needs s3:GetObject too). Only the jobs/ prefix.
+        # A finished job's object: assembled from its parts (named by the job item, so no
+        # listing), written once, read back through a presigned URL that this role signs
+        # (HeadObject needs s3:GetObject too). Only the jobs/ prefix.
         allow(["s3:PutObject", "s3:GetObject"], sub("${ResultsBucket.Arn}/jobs/*")),
     ]
-    # functions/dlq.py reads the request, then marks it FAILED (a conditional update).
+    # functions/dlq.py reads the request, then marks it FAILED (a conditional update); for a
+    # job's text it reads infer's noted error and writes a FAILED line (jobs/ only).
     dlq_policies = [
         allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], table),
+        allow(["s3:PutObject", "s3:GetObject"], sub("${ResultsBucket.Arn}/jobs/*")),
         *({"SQSPollerPolicy": {"QueueName": getatt(q, "QueueName")}} for q in dlq_ids),
     ]
     tokenizer = {"MBS_MODEL_DIR": f"{LAMBDA_TASK_ROOT}/{TOKENIZER_DIR}"}
