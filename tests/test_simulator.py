@@ -13,12 +13,14 @@ from buffers.gears import GearConfig, GearSet
 from buffers.plan import BufferSpec, DispatchMode, Plan
 from buffers.plan_files import default_plan_path, load_plan
 from buffers.policies import PolicyType
+from optimizer.floors.replay import SCHEDULE_POLICY
 from optimizer.platform.esm_rules import EsmRules
 from optimizer.platform.lambda_rules import InstancePool, LambdaRules
 from optimizer.platform.pricing import MB_PER_GB, Pricing
 from optimizer.sim.baselines import TRITON_POLICY, batch_plan, no_batching_plan, triton_plan
 from optimizer.sim.engine import SimResult, simulate
 from optimizer.sim.policy import policy_names, register
+from optimizer.sim.ragged import RAGGED_POLICY
 
 PRICING = Pricing()
 NO_COLD = LambdaRules(cold_start_ms=0.0)
@@ -251,7 +253,9 @@ def test_plans_over_the_account_limit_and_unknown_policies_fail_fast() -> None:
 
 def test_every_batch_policy_and_triton_are_registered_by_name() -> None:
     # the engine imports no policy: each registers itself, and a buffers/ policy needs no list
-    assert set(policy_names()) == {p.value for p in PolicyType} | {TRITON_POLICY}
+    # (imported above, the floors' schedule replay registers itself too)
+    assert set(policy_names()) == {p.value for p in PolicyType} | {
+        TRITON_POLICY, RAGGED_POLICY, SCHEDULE_POLICY}
     with pytest.raises(ValueError, match="policy 'triton' is already registered"):
         register(TRITON_POLICY, lambda inputs: None)
     gears = GearSet((triton_plan(4, 10, 1024, 2),) * 2, GearConfig(up_rps=(2.0,),

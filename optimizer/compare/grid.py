@@ -1,5 +1,5 @@
-"""The baselines with few knobs, tuned by simulating a small grid: Triton-style, no batching,
-plain Lambda.
+"""The baselines with few knobs, tuned by simulating a small grid: Triton-style, ragged
+(TEI-style token budget, service time modelled), no batching, plain Lambda.
 
 Plain Lambda is the no-batching grid's runs (one request per invocation, concurrency up to the
 account's: its cold starts and latency) priced on the PLAIN_LAMBDA path: behind the HTTP API,
@@ -7,7 +7,9 @@ with no dispatcher, queue or table. Every grid point is simulated once on the wo
 trace; a pick at any SLO then takes the cheapest point (end to end) whose tail latency meets it
 (or, if none does, the one with the lowest tail), so an SLO sweep reuses the grid. The Triton
 grid tries at most TRITON_MEMORY_POINTS memory sizes, spread over the choices (each size costs
-48 simulations); no batching tries every size. The oracle floor is computed here too.
+48 simulations); no batching tries every size. The ragged grid (optimizer/sim/ragged.py) is
+built only when asked (`BaselineGrids.build(..., ragged=True)`), over as many memory sizes as
+Triton's, each costing 36 simulations. The oracle floor is computed here too.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from optimizer.compare.workbench import Outcome, Workbench, judge
 from optimizer.platform.cost_breakdown import RequestPath
 from optimizer.sim.baselines import no_batching_plan, oracle_floor, plain_lambda_plan, triton_plan
 from optimizer.sim.engine import SimResult, repriced
+from optimizer.sim.ragged import SERVICE_TIME_LABEL, ragged_plan
 
 # Triton's knobs (model configuration, dynamic_batching): preferred/max batch size and
 # max_queue_delay_microseconds, over a fixed instance_group count. A small grid: batch sizes
@@ -31,6 +34,11 @@ TRITON_MAX_BATCH = (8, 16, 32, 64)
 TRITON_DELAY_MS = (0, 20, 100, 200)
 TRITON_INSTANCES = (2, 8, 32)
 TRITON_MEMORY_POINTS = 3  # memory sizes the Triton grid tries: spread over the choices
+# TEI's knobs (text-embeddings-inference router flags): --max-batch-tokens (default 16,384)
+# around its default, on a fixed pool as Triton's; plus a queue delay (TEI's own is 0).
+RAGGED_BATCH_TOKENS = (1024, 4096, 16_384, 65_536)
+RAGGED_DELAY_MS = (0, 20, 100)
+RAGGED_INSTANCES = TRITON_INSTANCES
 NO_BATCHING_CONCURRENCY = MAX_CONCURRENCY  # the serverless default: scale out per request
 
 
@@ -57,10 +65,12 @@ class BaselineGrids:
     triton: tuple[Candidate, ...]
     no_batching: tuple[Candidate, ...]
     plain_lambda: tuple[Candidate, ...] = ()
+    ragged: tuple[Candidate, ...] = ()  # empty unless built with ragged=True
 
     @classmethod
-    def build(cls, bench: Workbench, memory_choices_mb: tuple[int, ...]) -> BaselineGrids:
-        """Simulate every grid point on the workbench's trace."""
+    def build(cls, bench: Workbench, memory_choices_mb: tuple[int, ...],
+              ragged: bool = False) -> BaselineGrids:
+        """Simulate every grid point on the workbench's trace (the ragged grid if asked)."""
         triton = []
         for memory_mb, batch, delay_ms, instances in itertools.product(
                 spread(memory_choices_mb, TRITON_MEMORY_POINTS), TRITON_MAX_BATCH,
@@ -78,7 +88,21 @@ class BaselineGrids:
                 repriced(result, bench.slo_ms, bench.billing, RequestPath.PLAIN_LAMBDA),
                 {"memory_mb": memory_mb}, plain_lambda_plan(memory_mb, NO_BATCHING_CONCURRENCY),
                 RequestPath.PLAIN_LAMBDA))
-        return cls(bench.slo_ms, tuple(triton), tuple(none), tuple(plain))
+        return cls(bench.slo_ms, tuple(triton), tuple(none), tuple(plain),
+                   ragged_grid(bench, memory_choices_mb) if ragged else ())
+
+
+def ragged_grid(bench: Workbench, memory_choices_mb: tuple[int, ...]) -> tuple[Candidate, ...]:
+    """The ragged baseline simulated over memory x token budget x queue delay x instances."""
+    out = []
+    for memory_mb, tokens, delay_ms, instances in itertools.product(
+            spread(memory_choices_mb, TRITON_MEMORY_POINTS), RAGGED_BATCH_TOKENS,
+            RAGGED_DELAY_MS, RAGGED_INSTANCES):
+        plan = ragged_plan(tokens, delay_ms, memory_mb, instances)
+        out.append(Candidate(bench.simulate(plan), {
+            "memory_mb": memory_mb, "max_batch_tokens": tokens, "max_queue_delay_ms": delay_ms,
+            "instances": instances, "service_time": SERVICE_TIME_LABEL}, plan))
+    return tuple(out)
 
 
 def spread(choices: tuple[int, ...], points: int) -> tuple[int, ...]:
@@ -114,6 +138,16 @@ def pick_triton(grids: BaselineGrids, bench: Workbench) -> Outcome:
     """The Triton-style batcher's cheapest grid point that meets the workbench's SLO."""
     return _outcome(grids.triton, grids.slo_ms, bench, "triton",
                     "grid over memory x max batch x max queue delay x instances, by simulation")
+
+
+def pick_ragged(grids: BaselineGrids, bench: Workbench) -> Outcome:
+    """The ragged (TEI-style) batcher's cheapest grid point that meets the workbench's SLO;
+    its service time is modelled (optimizer/sim/ragged.py), and its tuning string says so."""
+    if not grids.ragged:
+        raise ValueError("the grids hold no ragged candidates: build them with ragged=True")
+    return _outcome(grids.ragged, grids.slo_ms, bench, "ragged",
+                    "grid over memory x max batch tokens x max queue delay x instances, by "
+                    f"simulation; service time {SERVICE_TIME_LABEL}")
 
 
 def pick_no_batching(grids: BaselineGrids, bench: Workbench) -> Outcome:

@@ -200,7 +200,8 @@ def _buffer_metrics(log: BatchLog, latency_ms: np.ndarray, slo_ms: float, billin
         cost=billing.buffer_cost(path, requests, bill, receive_calls(log.size)),
         **latency_summary(latency_ms, slo_ms),
         real_tokens=int(np.sum(log.real_tokens)),
-        padded_tokens=int(np.sum(log.size * log.padded_length)),
+        # rounded: a ragged batch logs its mean length R / B, whose products sum to R +- ulps
+        padded_tokens=int(np.rint(np.sum(log.size * log.padded_length))),
         cold_starts=int(np.sum(log.cold)),
         **_low_traffic(latency_ms, exposed, low_traffic_extra_ms),
     )

@@ -4,6 +4,6 @@ Importing any module of this package registers every policy (optimizer/sim/polic
 registry), so a caller of `simulate` finds them all while the engine imports none of them.
 """
 
-from optimizer.sim import baselines, buffered
+from optimizer.sim import baselines, buffered, ragged
 
-__all__ = ["baselines", "buffered"]
+__all__ = ["baselines", "buffered", "ragged"]

@@ -12,6 +12,7 @@ from buffers.geared import GearedBatcher
 from buffers.plan import DispatchMode
 from buffers.policies import PolicyType, make_batch_policy
 from buffers.types import Batch, Request
+from optimizer.sim.bulk import BulkSizeTimeout, bulk_eligible
 from optimizer.sim.esm import Done, EventSourceMapping, WindowEnd
 from optimizer.sim.policy import FollowUps, PolicyInputs, register
 
@@ -140,5 +141,10 @@ def _mappings(inputs: PolicyInputs) -> dict[int, EventSourceMapping]:
             for i in managed}
 
 
+def _buffered(inputs: PolicyInputs) -> BufferedBatching | BulkSizeTimeout:
+    """The batch-by-batch replay where it launches the same batches (bulk.py), else the loop's."""
+    return BulkSizeTimeout(inputs) if bulk_eligible(inputs) else BufferedBatching(inputs)
+
+
 for _kind in PolicyType:  # every buffers/ batch policy, so a new one is simulated as it lands
-    register(_kind.value, BufferedBatching)
+    register(_kind.value, _buffered)

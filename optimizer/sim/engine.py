@@ -27,7 +27,7 @@ from optimizer.platform.plan_cost import FleetSettings, RunBilling, plan_paths
 from optimizer.platform.pricing import Pricing
 from optimizer.sim.fleet import FleetLauncher
 from optimizer.sim.launcher import Launcher
-from optimizer.sim.policy import Policy, PolicyInputs, PolicyOptions, make_policy
+from optimizer.sim.policy import BulkPolicy, Policy, PolicyInputs, PolicyOptions, make_policy
 from optimizer.workload.checks import check_arrivals_and_lengths
 
 
@@ -50,6 +50,9 @@ class SimResult:
 
 def run_events(policy: Policy, arrivals_s: list[float]) -> None:
     """The loop: the next arrival or heap event, whichever is earlier (arrivals win ties)."""
+    if isinstance(policy, BulkPolicy):
+        policy.replay()  # launches the loop would make, formed at once (optimizer/sim/bulk.py)
+        return
     heap: list[tuple[float, int, Any]] = []
     seq = itertools.count()
     index, count = 0, len(arrivals_s)
@@ -141,7 +144,7 @@ def _result(plan: Plan, arrivals: np.ndarray, lens: np.ndarray, routes: np.ndarr
     offsets = np.concatenate(([0], np.cumsum(size)[:-1])).astype(np.int64)
     real = np.add.reduceat(lens[order], offsets) if rows else np.zeros(0, np.int64)
     log = BatchLog(buffer=buffer.astype(np.int64), size=size,
-                   padded_length=padded.astype(np.int64), real_tokens=real,
+                   padded_length=_lengths(padded), real_tokens=real,
                    start_s=start_s.astype(np.float64), busy_ms=busy_ms.astype(np.float64),
                    service_ms=service_ms.astype(np.float64), cold=cold.astype(bool),
                    billed_ms=billed.astype(np.int64),
@@ -159,6 +162,12 @@ def _result(plan: Plan, arrivals: np.ndarray, lens: np.ndarray, routes: np.ndarr
                            exposed, rules.esm.low_traffic_extra_ms)
     return SimResult(metrics, latency_ms, batch_of_request, log, names, exposed=exposed,
                      low_traffic_extra_ms=rules.esm.low_traffic_extra_ms)
+
+
+def _lengths(padded: np.ndarray) -> np.ndarray:
+    """Padded lengths as integers, unless a ragged batch logged a fractional mean length."""
+    whole = padded.astype(np.int64)
+    return whole if np.array_equal(whole, padded) else padded.astype(np.float64)
 
 
 def repriced(result: SimResult, slo_ms: float, billing: RunBilling,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -29,6 +29,14 @@ class Policy(Protocol):
     def on_arrival(self, index: int, now_s: float) -> FollowUps: ...
 
     def on_event(self, event: Any, now_s: float) -> FollowUps: ...
+
+
+@runtime_checkable
+class BulkPolicy(Protocol):
+    """A policy whose launches follow from the trace alone, so that it forms them all at once
+    (optimizer/sim/bulk.py); the loop then calls replay() instead of stepping events."""
+
+    def replay(self) -> None: ...
 
 
 @dataclass(frozen=True)
