@@ -54,6 +54,8 @@ def real_searchers(args: argparse.Namespace, kinds: tuple[str, ...],
             search = gpu_searcher(backend.service_ms, pricing, evals, args.seed,
                                   args.max_buffers, _instance_types(args.instance_types))
         searchers[kind] = {"mbs": search, "batch": search}
+        if kind == "gpu":
+            searchers[kind]["ragged"] = search
     return searchers, described
 
 

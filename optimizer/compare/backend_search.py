@@ -5,22 +5,63 @@
   simulator on the workbench (comparison.searched), as in the single-backend comparison;
 - gpu: the fleet search (optimizer/search/gpu.py: buffers and fleet bounds on each instance
   type, the profile moved to each type's GPU, an estimate), its best plan already re-checked
-  by the simulator on the fleet (instance time billed); BATCH is the same with one buffer.
+  by the simulator on the fleet (instance time billed); BATCH is the same with one buffer;
+- ragged (gpu): TEI-style token-budget batching (optimizer/sim/ragged.py, service time
+  modelled at the real token count) on the same fleet, its budget, queue delay and fleet
+  ceiling picked from a small grid by simulation (optimizer/compare/grid.py's knobs).
+Dense traces (over DENSE_REQUESTS requests, e.g. a superposed 1000x hour) are searched on whole
+minutes of the trace (optimizer/workload/sampling.py, about DENSE_REQUESTS requests, run warm),
+and the plan found there is replayed by the simulator on the WHOLE trace for every figure
+reported (so a sample's error shows only in which plan is picked, not in its figures).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
+from buffers.plan import DEFAULT_MIN_INSTANCES, Plan
 from optimizer.compare.across import Figures, RateWork, Searcher
 from optimizer.compare.comparison import searched
+from optimizer.compare.grid import RAGGED_BATCH_TOKENS, RAGGED_DELAY_MS
 from optimizer.compare.tuning import search_tuner
 from optimizer.compare.workbench import Workbench
-from optimizer.platform.backends import Backend
+from optimizer.platform.backends import GPU_MEMORY_MB, Backend
+from optimizer.platform.gpu_instances import INSTANCES
 from optimizer.platform.latency_model import GpuLatencyModel
 from optimizer.platform.pricing import Pricing
-from optimizer.search.gpu import GpuWorkload, optimize_gpu
+from optimizer.search.gpu import GpuWorkload, optimize_gpu, service_for
+from optimizer.sim.engine import SimResult, simulate
+from optimizer.sim.ragged import SERVICE_TIME_LABEL, ragged_plan
+from optimizer.workload.sampling import MINUTE_S, sample_minutes
+
+DENSE_REQUESTS = 200_000  # above this a search runs on whole minutes of the trace
+RAGGED_CEILINGS = (3, 6, 12, 24, 48)  # the ragged fleet's max_instances grid
+
+
+def search_sample(work: RateWork, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """The arrivals and lengths a search runs on: the trace, or whole minutes of a dense one."""
+    count = len(work.arrivals_s)
+    if count <= DENSE_REQUESTS:
+        return work.arrivals_s, work.lengths, ""
+    total = max(1, math.ceil(float(work.arrivals_s[-1]) / MINUTE_S))
+    minutes = max(1, min(total, round(DENSE_REQUESTS * total / count)))
+    sample = sample_minutes(work.arrivals_s, work.lengths, minutes,
+                            np.random.default_rng([seed, minutes]))
+    return sample.arrivals_s, sample.lengths, (
+        f"; searched on {minutes} of {total} minutes ({sample.arrivals_s.size} requests, "
+        "optimizer/workload/sampling.py), figures simulated on the whole trace")
+
+
+def _judged(work: RateWork, result: SimResult) -> bool:
+    latency = result.latency_ms
+    tail = float(np.percentile(latency, work.percentile)) if latency.size else 0.0
+    return tail <= work.slo_ms
 
 
 def _buffers(policy: str, max_buffers: int) -> int:
@@ -35,11 +76,19 @@ def lambda_searcher(backend: Backend, evals: int, seed: int, max_buffers: int = 
     tuner = search_tuner(seed=seed, progress=progress)
 
     def search(work: RateWork, policy: str) -> Figures:
-        bench = Workbench(work.arrivals_s, work.lengths, backend, work.slo_ms, work.percentile,
+        arrivals, lengths, note = search_sample(work, seed)
+        bench = Workbench(arrivals, lengths, backend, work.slo_ms, work.percentile,
                           "dispatcher", arch)
+        if note:
+            bench = replace(bench, rules=replace(bench.rules, cold_start_ms=0.0))
         out = searched(bench, tuner, policy, _buffers(policy, max_buffers), evals)
         tuned = out.search
-        return Figures(policy, bool(out.feasible), out.metrics, out.plan, out.tuning,
+        metrics, ok = out.metrics, bool(out.feasible)
+        if note:  # the plan found on the sample, judged on the whole trace
+            whole = Workbench(work.arrivals_s, work.lengths, backend, work.slo_ms,
+                              work.percentile, "dispatcher", arch).simulate(out.plan)
+            metrics, ok = whole.metrics, _judged(work, whole)
+        return Figures(policy, ok, metrics, out.plan, out.tuning + note,
                        tuned.message if tuned else "", tuned.wall_s if tuned else 0.0,
                        tuned.evaluations if tuned else 0)
 
@@ -52,20 +101,67 @@ def gpu_searcher(model: GpuLatencyModel, pricing: Pricing, evals: int, seed: int
     """MBS or BATCH on the GPU fleet: optimize_gpu over the instance types, its best plan."""
 
     def search(work: RateWork, policy: str) -> Figures:
+        if policy == "ragged":
+            return ragged_on_fleet(work, model, pricing, instance_types, seed)
         k = _buffers(policy, max_buffers)
-        result = optimize_gpu(GpuWorkload(work.arrivals_s, work.lengths, model, pricing,
-                                          work.slo_ms), work.percentile, evals, seed,
-                              instance_types=instance_types, max_buffers=k,
-                              space_options=space_options)
+        arrivals, lengths, note = search_sample(work, seed)
+        result = optimize_gpu(GpuWorkload(arrivals, lengths, model, pricing, work.slo_ms),
+                              work.percentile, evals, seed, instance_types=instance_types,
+                              max_buffers=k, space_options=space_options)
         wall = sum(r.wall_s for r in result.by_type.values())
         count = sum(r.evaluations for r in result.by_type.values())
         types = ", ".join(result.by_type)
         how = (f"fleet search (buffers and fleet bounds) on {types}, up to {k} buffer(s); "
-               f"profile {model.describe()}")
+               f"profile {model.describe()}{note}")
         best = result.best
         if best is None:
             why = "; ".join(f"{t}: {r.message}" for t, r in result.by_type.items())
             return Figures(policy, False, None, None, how, why, wall, count)
-        return Figures(policy, True, best.simulated, best.plan, how, best.message, wall, count)
+        if not note:
+            return Figures(policy, True, best.simulated, best.plan, how, best.message, wall,
+                           count)
+        whole = _on_fleet(work, best.plan, model, pricing)
+        return Figures(policy, _judged(work, whole), whole.metrics, best.plan, how,
+                       best.message, wall, count)
 
     return search
+
+
+def _on_fleet(work: RateWork, plan: Plan, model: GpuLatencyModel, pricing: Pricing,
+              arrivals: np.ndarray | None = None,
+              lengths: np.ndarray | None = None) -> SimResult:
+    """A gpu plan simulated on its instance type's fleet (the whole trace by default)."""
+    service = service_for(model, str(plan.instance_type))
+    return simulate(plan, work.arrivals_s if arrivals is None else arrivals,
+                    work.lengths if lengths is None else lengths, service, pricing,
+                    work.slo_ms)
+
+
+def ragged_on_fleet(work: RateWork, model: GpuLatencyModel, pricing: Pricing,
+                    instance_types: Sequence[str] | None = None, seed: int = 0) -> Figures:
+    """The ragged baseline on the fleet: the cheapest grid point meeting the SLO by simulation
+    (token budget x queue delay x fleet ceiling, on each instance type), one batch per GPU."""
+    arrivals, lengths, note = search_sample(work, seed)
+    best: tuple[float, Plan, SimResult] | None = None
+    tried = 0
+    for kind, tokens, delay_ms, ceiling in itertools.product(
+            instance_types or sorted(INSTANCES), RAGGED_BATCH_TOKENS, RAGGED_DELAY_MS,
+            RAGGED_CEILINGS):
+        plan = replace(ragged_plan(tokens, delay_ms, GPU_MEMORY_MB, ceiling), backend="gpu",
+                       instance_type=kind, min_instances=min(DEFAULT_MIN_INSTANCES, ceiling),
+                       max_instances=ceiling)
+        result = _on_fleet(work, plan, model, pricing, arrivals, lengths)
+        tried += 1
+        cost = result.metrics.end_to_end_cost_per_million_usd
+        if _judged(work, result) and (best is None or cost < best[0]):
+            best = (cost, plan, result)
+    how = (f"grid over instance type x max batch tokens x max queue delay x fleet ceiling, by "
+           f"simulation on the fleet; service time {SERVICE_TIME_LABEL}{note}")
+    if best is None:
+        return Figures("ragged", False, None, None, how, f"none of {tried} grid points met "
+                       "the SLO", 0.0, tried)
+    _, plan, result = best
+    if note:
+        result = _on_fleet(work, plan, model, pricing)
+    return Figures("ragged", _judged(work, result), result.metrics, plan, how,
+                   f"{tried} grid points simulated", 0.0, tried)
