@@ -18,7 +18,6 @@ reported (so a sample's error shows only in which plan is picked, not in its fig
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -35,27 +34,17 @@ from optimizer.platform.backends import GPU_MEMORY_MB, Backend
 from optimizer.platform.gpu_instances import INSTANCES
 from optimizer.platform.latency_model import GpuLatencyModel
 from optimizer.platform.pricing import Pricing
+from optimizer.search.backend_choice import dense_sample
 from optimizer.search.gpu import GpuWorkload, optimize_gpu, service_for
 from optimizer.sim.engine import SimResult, simulate
 from optimizer.sim.ragged import SERVICE_TIME_LABEL, ragged_plan
-from optimizer.workload.sampling import MINUTE_S, sample_minutes
 
-DENSE_REQUESTS = 200_000  # above this a search runs on whole minutes of the trace
 RAGGED_CEILINGS = (3, 6, 12, 24, 48)  # the ragged fleet's max_instances grid
 
 
 def search_sample(work: RateWork, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
-    """The arrivals and lengths a search runs on: the trace, or whole minutes of a dense one."""
-    count = len(work.arrivals_s)
-    if count <= DENSE_REQUESTS:
-        return work.arrivals_s, work.lengths, ""
-    total = max(1, math.ceil(float(work.arrivals_s[-1]) / MINUTE_S))
-    minutes = max(1, min(total, round(DENSE_REQUESTS * total / count)))
-    sample = sample_minutes(work.arrivals_s, work.lengths, minutes,
-                            np.random.default_rng([seed, minutes]))
-    return sample.arrivals_s, sample.lengths, (
-        f"; searched on {minutes} of {total} minutes ({sample.arrivals_s.size} requests, "
-        "optimizer/workload/sampling.py), figures simulated on the whole trace")
+    """The arrivals and lengths a search runs on, and a note (empty: the whole trace)."""
+    return dense_sample(work.arrivals_s, work.lengths, seed)
 
 
 def _judged(work: RateWork, result: SimResult) -> bool:

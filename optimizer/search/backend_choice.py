@@ -4,13 +4,15 @@
 (the GP and the polish of optimize.py, no simulator re-check: cheap at any request count) over
 its own space: lambda over buffers and memory, gpu over buffers and the fleet on each
 instance type (optimizer/search/gpu.py's space, the profile moved to each type's GPU, an
-estimate). The cheaper best plan end to end wins; both figures are modelled, and so is the
+estimate), on whole minutes of a dense trace (dense_sample). The cheaper best plan end to
+end wins; both figures are modelled, and so is the
 reason given: the two request paths are the same (the online path), so the difference is the
 infer bill, Lambda's GB-seconds against the fleet's instance time.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,6 +23,7 @@ from optimizer.estimator.context import EstimatorContext
 from optimizer.estimator.fleet import fleet_context
 from optimizer.platform.gpu_cost import SECONDS_PER_HOUR
 from optimizer.platform.gpu_instances import INSTANCES
+from optimizer.platform.lambda_rules import LambdaRules
 from optimizer.platform.latency_model import GpuLatencyModel, LatencyModel
 from optimizer.platform.metrics import PlanMetrics
 from optimizer.platform.pricing import Pricing
@@ -30,8 +33,25 @@ from optimizer.search.gp import gp_phase, gp_rounds
 from optimizer.search.gpu import gpu_space, service_for
 from optimizer.search.polish import polish
 from optimizer.search.space import SearchSpace, make_space
+from optimizer.workload.sampling import MINUTE_S, sample_minutes
 
-DEFAULT_CHOICE_EVALS = 300  # estimates per backend (per instance type on gpu)
+DEFAULT_CHOICE_EVALS = 80  # estimates per backend (per instance type on gpu): a few seconds
+DENSE_REQUESTS = 200_000  # above this a search runs on whole minutes of the trace
+
+
+def dense_sample(arrivals_s: np.ndarray, lengths: np.ndarray,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """The trace, or whole minutes of a dense one (about DENSE_REQUESTS requests), and a note."""
+    count = len(arrivals_s)
+    if count <= DENSE_REQUESTS:
+        return arrivals_s, lengths, ""
+    total = max(1, math.ceil(float(arrivals_s[-1]) / MINUTE_S))
+    minutes = max(1, min(total, round(DENSE_REQUESTS * total / count)))
+    sample = sample_minutes(arrivals_s, lengths, minutes, np.random.default_rng([seed, minutes]))
+    return sample.arrivals_s, sample.lengths, (
+        f"; searched on {minutes} of {total} minutes ({sample.arrivals_s.size} requests, "
+        "optimizer/workload/sampling.py), figures simulated on the whole trace")
+
 
 
 def modelled_best(ctx: EstimatorContext, space: SearchSpace, lengths: np.ndarray,
@@ -114,7 +134,9 @@ def choose_backend(arrivals_s: np.ndarray, lengths: np.ndarray, cpu_model: Laten
     each instance type's GPU); evals the estimate budget per backend and instance type.
     Returns: Choice; on a tie or where neither meets the SLO, lambda (it scales to zero).
     """
-    ctx = EstimatorContext.build(arrivals_s, lengths, cpu_model, pricing, slo_ms, arch=arch)
+    arrivals_s, lengths, note = dense_sample(arrivals_s, lengths, seed)
+    warm = LambdaRules(cold_start_ms=0.0) if note else None  # a sample runs warm (sampling.py)
+    ctx = EstimatorContext.build(arrivals_s, lengths, cpu_model, pricing, slo_ms, warm, arch)
     lam = modelled_best(ctx, make_space("dispatcher", max_buffers, arch, slo_ms=slo_ms),
                         lengths, slo_ms, percentile, evals, seed)
     gpu = None
