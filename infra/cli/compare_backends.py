@@ -14,7 +14,8 @@ from typing import Any
 from infra.cli.common import resolve_profile, workload_spec
 from optimizer.compare.across import ORDER, BackendSweep, RateWork, Searcher, run_sweep
 from optimizer.compare.tuning import DEFAULT_EVALS
-from optimizer.platform.backends import backend_type, make_backend
+from optimizer.platform.backends import BackendError, backend_type, make_backend
+from optimizer.platform.latency_model import GPU_FORM, GpuLatencyModel
 from optimizer.platform.pricing import load_pricing
 
 
@@ -48,6 +49,10 @@ def real_searchers(args: argparse.Namespace, kinds: tuple[str, ...],
         described[kind] = {"profile": backend.profile,
                            "model": getattr(backend.service_ms, "describe", lambda: "")()
                            or backend.service_ms.device}
+        if kind == "gpu" and not isinstance(backend.service_ms, GpuLatencyModel):
+            raise BackendError(f"the gpu fleet needs a GPU-form profile (form "
+                               f"{GPU_FORM!r}, with the GPU's name, to move it to each "
+                               f"instance type), got an additive one: {backend.profile}")
         if kind == "lambda":
             search = lambda_searcher(backend, evals, args.seed, args.max_buffers, args.arch)
         else:

@@ -3,8 +3,8 @@
 Costs per 1M requests against the rate are straight-ish lines on log-log axes (a fixed fleet's
 cost per request falls as 1/rate, a per-invocation bill stays flat), so a crossover between two
 measured rates is interpolated linearly in log(rate) on the difference of log(cost): where
-log(cost_a) - log(cost_b) changes sign. A rate where the two are equal counts as a crossover
-only if the sign differs on both sides of it.
+log(cost_a) - log(cost_b) changes sign. A rate where the two are equal is the crossover itself
+if the sign differs on both sides of it, and no crossover otherwise.
 """
 
 from __future__ import annotations
@@ -52,18 +52,20 @@ def crossovers(rates: Sequence[float], cost_a: Sequence[float | None],
     points = [(r, g) for r, g in zip(rates, gaps, strict=True) if g is not None]
     found = []
     last_sign, last = 0, None  # the sign of the last nonzero gap and its (rate, gap)
+    tie = None  # the first rate since then where the two were equal
     for rate, gap in points:
         sign = (gap > 0) - (gap < 0)
         if sign == 0:
+            tie = rate if tie is None else tie
             continue
         if last_sign and sign != last_sign:
             (r0, g0), (r1, g1) = last, (rate, gap)
             x0, x1 = math.log(r0), math.log(r1)
-            at = math.exp(x0 + (x1 - x0) * g0 / (g0 - g1))
+            at = tie if tie is not None else math.exp(x0 + (x1 - x0) * g0 / (g0 - g1))
             cheaper_low = names[0] if g0 < 0 else names[1]
             cheaper_high = names[0] if g1 < 0 else names[1]
             found.append(Crossover(at, cheaper_low, cheaper_high, (r0, r1)))
-        last_sign, last = sign, (rate, gap)
+        last_sign, last, tie = sign, (rate, gap), None
     return tuple(found)
 
 
