@@ -34,7 +34,7 @@ from optimizer.platform.backends import GPU_MEMORY_MB, Backend
 from optimizer.platform.gpu_instances import INSTANCES
 from optimizer.platform.latency_model import GpuLatencyModel
 from optimizer.platform.pricing import Pricing
-from optimizer.search.backend_choice import dense_sample
+from optimizer.search.backend_choice import DENSE_REQUESTS, dense_sample
 from optimizer.search.gpu import GpuWorkload, optimize_gpu, service_for
 from optimizer.sim.engine import SimResult, simulate
 from optimizer.sim.ragged import SERVICE_TIME_LABEL, ragged_plan
@@ -42,9 +42,10 @@ from optimizer.sim.ragged import SERVICE_TIME_LABEL, ragged_plan
 RAGGED_CEILINGS = (3, 6, 12, 24, 48)  # the ragged fleet's max_instances grid
 
 
-def search_sample(work: RateWork, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+def search_sample(work: RateWork, seed: int = 0,
+                  sample_requests: int = DENSE_REQUESTS) -> tuple[np.ndarray, np.ndarray, str]:
     """The arrivals and lengths a search runs on, and a note (empty: the whole trace)."""
-    return dense_sample(work.arrivals_s, work.lengths, seed)
+    return dense_sample(work.arrivals_s, work.lengths, seed, sample_requests)
 
 
 def _judged(work: RateWork, result: SimResult) -> bool:
@@ -60,12 +61,13 @@ def _buffers(policy: str, max_buffers: int) -> int:
 
 
 def lambda_searcher(backend: Backend, evals: int, seed: int, max_buffers: int = 4,
-                    arch: str = "x86", progress: bool = False) -> Searcher:
+                    arch: str = "x86", progress: bool = False,
+                    sample_requests: int = DENSE_REQUESTS) -> Searcher:
     """MBS or BATCH on CPU Lambda: compare's tuner, then the simulator on the trace."""
     tuner = search_tuner(seed=seed, progress=progress)
 
     def search(work: RateWork, policy: str) -> Figures:
-        arrivals, lengths, note = search_sample(work, seed)
+        arrivals, lengths, note = search_sample(work, seed, sample_requests)
         bench = Workbench(arrivals, lengths, backend, work.slo_ms, work.percentile,
                           "dispatcher", arch)
         if note:
@@ -86,14 +88,16 @@ def lambda_searcher(backend: Backend, evals: int, seed: int, max_buffers: int = 
 
 def gpu_searcher(model: GpuLatencyModel, pricing: Pricing, evals: int, seed: int,
                  max_buffers: int = 4, instance_types: Sequence[str] | None = None,
-                 space_options: dict[str, Any] | None = None) -> Searcher:
+                 space_options: dict[str, Any] | None = None,
+                 sample_requests: int = DENSE_REQUESTS) -> Searcher:
     """MBS or BATCH on the GPU fleet: optimize_gpu over the instance types, its best plan."""
 
     def search(work: RateWork, policy: str) -> Figures:
         if policy == "ragged":
-            return ragged_on_fleet(work, model, pricing, instance_types, seed)
+            return ragged_on_fleet(work, model, pricing, instance_types, seed,
+                                   sample_requests=sample_requests)
         k = _buffers(policy, max_buffers)
-        arrivals, lengths, note = search_sample(work, seed)
+        arrivals, lengths, note = search_sample(work, seed, sample_requests)
         result = optimize_gpu(GpuWorkload(arrivals, lengths, model, pricing, work.slo_ms),
                               work.percentile, evals, seed, instance_types=instance_types,
                               max_buffers=k, space_options=space_options)
@@ -127,15 +131,17 @@ def _on_fleet(work: RateWork, plan: Plan, model: GpuLatencyModel, pricing: Prici
 
 
 def ragged_on_fleet(work: RateWork, model: GpuLatencyModel, pricing: Pricing,
-                    instance_types: Sequence[str] | None = None, seed: int = 0) -> Figures:
+                    instance_types: Sequence[str] | None = None, seed: int = 0,
+                    ceilings: Sequence[int] = RAGGED_CEILINGS,
+                    sample_requests: int = DENSE_REQUESTS) -> Figures:
     """The ragged baseline on the fleet: the cheapest grid point meeting the SLO by simulation
     (token budget x queue delay x fleet ceiling, on each instance type), one batch per GPU."""
-    arrivals, lengths, note = search_sample(work, seed)
+    arrivals, lengths, note = search_sample(work, seed, sample_requests)
     best: tuple[float, Plan, SimResult] | None = None
     tried = 0
     for kind, tokens, delay_ms, ceiling in itertools.product(
             instance_types or sorted(INSTANCES), RAGGED_BATCH_TOKENS, RAGGED_DELAY_MS,
-            RAGGED_CEILINGS):
+            ceilings):
         plan = replace(ragged_plan(tokens, delay_ms, GPU_MEMORY_MB, ceiling), backend="gpu",
                        instance_type=kind, min_instances=min(DEFAULT_MIN_INSTANCES, ceiling),
                        max_instances=ceiling)

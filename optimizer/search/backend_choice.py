@@ -39,14 +39,15 @@ DEFAULT_CHOICE_EVALS = 80  # estimates per backend (per instance type on gpu): a
 DENSE_REQUESTS = 200_000  # above this a search runs on whole minutes of the trace
 
 
-def dense_sample(arrivals_s: np.ndarray, lengths: np.ndarray,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
-    """The trace, or whole minutes of a dense one (about DENSE_REQUESTS requests), and a note."""
+def dense_sample(arrivals_s: np.ndarray, lengths: np.ndarray, seed: int = 0,
+                 sample_requests: int = DENSE_REQUESTS) -> tuple[np.ndarray, np.ndarray, str]:
+    """The trace, or whole minutes of a dense one (about sample_requests requests), and a
+    note saying which (empty: the whole trace)."""
     count = len(arrivals_s)
-    if count <= DENSE_REQUESTS:
+    if count <= sample_requests:
         return arrivals_s, lengths, ""
     total = max(1, math.ceil(float(arrivals_s[-1]) / MINUTE_S))
-    minutes = max(1, min(total, round(DENSE_REQUESTS * total / count)))
+    minutes = max(1, min(total, round(sample_requests * total / count)))
     sample = sample_minutes(arrivals_s, lengths, minutes, np.random.default_rng([seed, minutes]))
     return sample.arrivals_s, sample.lengths, (
         f"; searched on {minutes} of {total} minutes ({sample.arrivals_s.size} requests, "
