@@ -90,12 +90,15 @@ def gpu_searcher(model: GpuLatencyModel, pricing: Pricing, evals: int, seed: int
                  max_buffers: int = 4, instance_types: Sequence[str] | None = None,
                  space_options: dict[str, Any] | None = None,
                  sample_requests: int = DENSE_REQUESTS) -> Searcher:
-    """MBS or BATCH on the GPU fleet: optimize_gpu over the instance types, its best plan."""
+    """MBS or BATCH on the GPU fleet: optimize_gpu over the instance types, its best plan;
+    ragged on the instance type MBS chose at the same rate (the same GPU), if it ran first."""
+    mbs_type: dict[float, str] = {}
 
     def search(work: RateWork, policy: str) -> Figures:
         if policy == "ragged":
-            return ragged_on_fleet(work, model, pricing, instance_types, seed,
-                                   sample_requests=sample_requests)
+            same = mbs_type.get(work.rate_scale)
+            return ragged_on_fleet(work, model, pricing, (same,) if same else instance_types,
+                                   seed, sample_requests=sample_requests)
         k = _buffers(policy, max_buffers)
         arrivals, lengths, note = search_sample(work, seed, sample_requests)
         result = optimize_gpu(GpuWorkload(arrivals, lengths, model, pricing, work.slo_ms),
@@ -107,6 +110,8 @@ def gpu_searcher(model: GpuLatencyModel, pricing: Pricing, evals: int, seed: int
         how = (f"fleet search (buffers and fleet bounds) on {types}, up to {k} buffer(s); "
                f"profile {model.describe()}{note}")
         best = result.best
+        if best is not None and policy == "mbs":
+            mbs_type[work.rate_scale] = str(best.plan.instance_type)
         if best is None:
             why = "; ".join(f"{t}: {r.message}" for t, r in result.by_type.items())
             return Figures(policy, False, None, None, how, why, wall, count)
