@@ -12,7 +12,11 @@
 Dense traces (over DENSE_REQUESTS requests, e.g. a superposed 1000x hour) are searched on whole
 minutes of the trace (optimizer/workload/sampling.py, about DENSE_REQUESTS requests, run warm),
 and the plan found there is replayed by the simulator on the WHOLE trace for every figure
-reported (so a sample's error shows only in which plan is picked, not in its figures).
+reported (so a sample's error shows only in which plan is picked, not in its figures). A few
+minutes are too short for a fleet to scale within (a launch takes minutes), so on a sample the
+fleet's floor (min_instances) is searched too, over the ceilings' ladder: at the steady rates
+that need sampling, a floor sized to the load is what a fleet should run anyway. Likewise the
+ragged grid's fleet starts at its ceiling's size there.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from optimizer.platform.gpu_instances import INSTANCES
 from optimizer.platform.latency_model import GpuLatencyModel
 from optimizer.platform.pricing import Pricing
 from optimizer.search.backend_choice import DENSE_REQUESTS, dense_sample
-from optimizer.search.gpu import GpuWorkload, optimize_gpu, service_for
+from optimizer.search.gpu import MAX_INSTANCES_LADDER, GpuWorkload, optimize_gpu, service_for
 from optimizer.sim.engine import SimResult, simulate
 from optimizer.sim.ragged import SERVICE_TIME_LABEL, ragged_plan
 
@@ -101,9 +105,12 @@ def gpu_searcher(model: GpuLatencyModel, pricing: Pricing, evals: int, seed: int
                                    seed, sample_requests=sample_requests)
         k = _buffers(policy, max_buffers)
         arrivals, lengths, note = search_sample(work, seed, sample_requests)
+        options = dict(space_options or {})
+        if note:  # minutes too few for the fleet to scale within: search its floor too
+            options.setdefault("min_instances", MAX_INSTANCES_LADDER)
         result = optimize_gpu(GpuWorkload(arrivals, lengths, model, pricing, work.slo_ms),
                               work.percentile, evals, seed, instance_types=instance_types,
-                              max_buffers=k, space_options=space_options)
+                              max_buffers=k, space_options=options)
         wall = sum(r.wall_s for r in result.by_type.values())
         count = sum(r.evaluations for r in result.by_type.values())
         types = ", ".join(result.by_type)
@@ -147,9 +154,9 @@ def ragged_on_fleet(work: RateWork, model: GpuLatencyModel, pricing: Pricing,
     for kind, tokens, delay_ms, ceiling in itertools.product(
             instance_types or sorted(INSTANCES), RAGGED_BATCH_TOKENS, RAGGED_DELAY_MS,
             ceilings):
+        floor = ceiling if note else min(DEFAULT_MIN_INSTANCES, ceiling)
         plan = replace(ragged_plan(tokens, delay_ms, GPU_MEMORY_MB, ceiling), backend="gpu",
-                       instance_type=kind, min_instances=min(DEFAULT_MIN_INSTANCES, ceiling),
-                       max_instances=ceiling)
+                       instance_type=kind, min_instances=floor, max_instances=ceiling)
         result = _on_fleet(work, plan, model, pricing, arrivals, lengths)
         tried += 1
         cost = result.metrics.end_to_end_cost_per_million_usd
