@@ -100,3 +100,31 @@ def test_profile_names_resolve_per_backend() -> None:
     assert resolve_profile(None, "gpu") is None
     with pytest.raises(ValueError, match="names 3 files for 2 backends"):
         resolve_profile("a,b,c", "gpu", ("lambda", "gpu"))
+
+
+def test_mbs_optimize_says_which_backend_and_why_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from buffers.plan_files import load_plan
+    from infra.cli.main import main
+
+    out = tmp_path / "plan.json"
+    window = ["--workload", "azure-code", "--start", "0", "--duration", "900"]
+    assert main(["optimize", *window, "--evals", "40", "--max-buffers", "2",
+                 "--instance-types", "g4dn.xlarge", "--out", str(out)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("backend: ")]
+    # the trace's own rate: three GPU instances would idle, so CPU Lambda (modelled)
+    assert len(lines) == 1 and lines[0].startswith("backend: lambda: $")
+    assert "(modelled)" in lines[0]
+    meta = load_plan(out).meta["backend"]
+    assert meta["name"] == "lambda" and meta["choice"]["figures"] == "modelled"
+
+
+def test_dense_traces_are_searched_on_whole_minutes() -> None:
+    from optimizer.search.backend_choice import dense_sample
+
+    arrivals, lengths = _trace(100.0, 600.0)  # 60,000 requests over 10 minutes
+    same = dense_sample(arrivals, lengths, sample_requests=100_000)
+    assert same[0] is arrivals and same[2] == ""
+    a, n, note = dense_sample(arrivals, lengths, sample_requests=12_000)
+    assert 6_000 < a.size < 24_000 and a.size == n.size  # 2 of the 10 minutes
+    assert "searched on 2 of 10 minutes" in note

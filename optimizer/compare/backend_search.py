@@ -1,8 +1,9 @@
 """The searchers `mbs compare --backend lambda,gpu` runs: MBS and BATCH on each backend.
 
-- lambda: compare's own tuner (optimizer/compare/tuning.py: the Bayesian search on the
-  workbench's estimator context, COMPARE_CONCURRENCIES per buffer), its plan replayed by the
-  simulator on the workbench (comparison.searched), as in the single-backend comparison;
+- lambda: the Bayesian search on the workbench's estimator context, as compare's tuner
+  (optimizer/compare/tuning.py) but with LAMBDA_CONCURRENCIES per buffer (compare's 2-16 cannot
+  carry 1000x the trace's rate: 4 x 16 functions), its plan replayed by the simulator
+  (comparison.searched);
 - gpu: the fleet search (optimizer/search/gpu.py: buffers and fleet bounds on each instance
   type, the profile moved to each type's GPU, an estimate), its best plan already re-checked
   by the simulator on the fleet (instance time billed); BATCH is the same with one buffer;
@@ -32,18 +33,44 @@ from buffers.plan import DEFAULT_MIN_INSTANCES, Plan
 from optimizer.compare.across import Figures, RateWork, Searcher
 from optimizer.compare.comparison import searched
 from optimizer.compare.grid import RAGGED_BATCH_TOKENS, RAGGED_DELAY_MS
-from optimizer.compare.tuning import search_tuner
-from optimizer.compare.workbench import Workbench
+from optimizer.compare.workbench import Tuned, Tuner, Workbench
+from optimizer.estimator.context import EstimatorContext
 from optimizer.platform.backends import GPU_MEMORY_MB, Backend
 from optimizer.platform.gpu_instances import INSTANCES
 from optimizer.platform.latency_model import GpuLatencyModel
 from optimizer.platform.pricing import Pricing
 from optimizer.search.backend_choice import DENSE_REQUESTS, dense_sample
 from optimizer.search.gpu import MAX_INSTANCES_LADDER, GpuWorkload, optimize_gpu, service_for
+from optimizer.search.optimize import optimize
+from optimizer.search.space import make_space
 from optimizer.sim.engine import SimResult, simulate
+from optimizer.sim.inputs import SimInputs
 from optimizer.sim.ragged import SERVICE_TIME_LABEL, ragged_plan
 
 RAGGED_CEILINGS = (3, 6, 12, 24, 48)  # the ragged fleet's max_instances grid
+# per-buffer MaximumConcurrency choices, up to the account's 1,000 over 4 buffers
+LAMBDA_CONCURRENCIES = (2, 4, 8, 16, 32, 64, 128, 250)
+
+
+def wide_tuner(seed: int) -> Tuner:
+    """compare's search on a space whose concurrency reaches the account's limit."""
+
+    def tune(bench: Workbench, max_buffers: int, evals: int) -> Tuned:
+        backend = bench.backend
+        ctx = EstimatorContext.build(bench.arrivals_s, bench.lengths, backend.service_ms,
+                                     backend.pricing, bench.slo_ms, bench.rules, bench.arch,
+                                     bench.fleet)
+        sim = SimInputs(bench.arrivals_s, bench.lengths, backend.service_ms, backend.pricing,
+                        bench.rules, bench.fleet)
+        space = make_space(bench.mode, max_buffers, bench.arch, slo_ms=bench.slo_ms,
+                           concurrencies=LAMBDA_CONCURRENCIES)
+        result = optimize(ctx, sim, space, bench.slo_ms, bench.percentile, evals, seed)
+        plan = result.plan if result.plan is not None else min(
+            result.history, key=lambda e: e.rank).plan
+        return Tuned(plan, float(result.wall_s), int(result.evaluations),
+                     bool(result.feasible), result.message)
+
+    return tune
 
 
 def search_sample(work: RateWork, seed: int = 0,
@@ -65,10 +92,9 @@ def _buffers(policy: str, max_buffers: int) -> int:
 
 
 def lambda_searcher(backend: Backend, evals: int, seed: int, max_buffers: int = 4,
-                    arch: str = "x86", progress: bool = False,
-                    sample_requests: int = DENSE_REQUESTS) -> Searcher:
+                    arch: str = "x86", sample_requests: int = DENSE_REQUESTS) -> Searcher:
     """MBS or BATCH on CPU Lambda: compare's tuner, then the simulator on the trace."""
-    tuner = search_tuner(seed=seed, progress=progress)
+    tuner = wide_tuner(seed)
 
     def search(work: RateWork, policy: str) -> Figures:
         arrivals, lengths, note = search_sample(work, seed, sample_requests)
@@ -79,9 +105,11 @@ def lambda_searcher(backend: Backend, evals: int, seed: int, max_buffers: int = 
         out = searched(bench, tuner, policy, _buffers(policy, max_buffers), evals)
         tuned = out.search
         metrics, ok = out.metrics, bool(out.feasible)
-        if note:  # the plan found on the sample, judged on the whole trace
-            whole = Workbench(work.arrivals_s, work.lengths, backend, work.slo_ms,
-                              work.percentile, "dispatcher", arch).simulate(out.plan)
+        if note:  # the plan found on the sample, judged on the whole trace, warm: at volume
+            # the only cold starts are a trace's start-up from zero (optimizer/workload/sampling.py)
+            whole = replace(Workbench(work.arrivals_s, work.lengths, backend, work.slo_ms,
+                                      work.percentile, "dispatcher", arch), rules=bench.rules
+                            ).simulate(out.plan)
             metrics, ok = whole.metrics, _judged(work, whole)
         return Figures(policy, ok, metrics, out.plan, out.tuning + note,
                        tuned.message if tuned else "", tuned.wall_s if tuned else 0.0,
