@@ -14,10 +14,8 @@ import numpy as np
 import pytest
 
 from buffers.plan_files import default_plan_path, load_plan
-from infra.cli import compare as compare_cmd
-from infra.cli.main import build_parser, main
-from optimizer.compare.comparison import CompareSettings
-from optimizer.compare.workbench import Tuned, Workbench
+from infra.cli.main import main
+from optimizer.compare.workbench import Workbench
 from optimizer.estimator.estimate import EstimatorContext, estimate
 from optimizer.platform import backends
 from optimizer.platform.backends import (
@@ -29,7 +27,7 @@ from optimizer.platform.backends import (
 )
 from optimizer.platform.bulk_items import fixed_usd, run_cost
 from optimizer.platform.lambda_rules import LambdaRules
-from optimizer.platform.latency_model import LatencyModel
+from optimizer.platform.latency_model import GpuLatencyModel, LatencyModel
 from optimizer.platform.pricing import Pricing
 from optimizer.sim.baselines import no_batching_plan
 
@@ -134,21 +132,31 @@ def test_profiles_must_match_their_backend(synthetic_gpu_profile: Path) -> None:
         make_backend("tpu", None, BASE)
 
 
-def test_compare_runs_the_gpu_path_with_a_given_profile(
-        synthetic_gpu_profile: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    def stub(bench: Workbench, max_buffers: int, evals: int) -> Tuned:
-        name = "default" if max_buffers > 1 else "batch"
-        return Tuned(load_plan(default_plan_path(name)), 0.1, evals, True)
-
-    args = build_parser().parse_args(["compare", "--json", "--backend", "gpu", "--profile",
-                                      str(synthetic_gpu_profile), *SLICE])
-    settings = CompareSettings(evals=2, memory_choices_mb=(GPU_MEMORY_MB,))
-    assert compare_cmd.run(args, tuner=stub, settings=settings) == 0
+def test_compare_runs_the_gpu_fleet_with_a_given_profile(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `--backend gpu` is the LMI fleet (optimizer/compare/across.py): instance time, not
+    # per-invocation GPU-seconds. SYNTHETIC GPU-form profile on an L4, not a measurement.
+    path = tmp_path / "synthetic_l4.json"
+    model = GpuLatencyModel(device="cuda", gpu_name="NVIDIA L4", dtype="float16", launch_ms=3.0,
+                            per_token_ms=0.002, per_token_sq_ms=0.0)
+    path.write_text(json.dumps({"note": "SYNTHETIC test fixture, not a measurement",
+                                "device": "cuda", "latency_model": model.to_dict()}),
+                    encoding="utf-8")
+    assert main(["compare", "--json", "--backend", "gpu", "--profile", str(path), "--evals",
+                 "8", "--instance-types", "g6.xlarge", *SLICE]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["backend"]["name"] == "gpu"
-    assert report["backend"]["pricing"]["billing_granularity_ms"] == 1000
-    assert report["backend"]["memory_choices_mb"] == [GPU_MEMORY_MB]
-    for name, policy in report["policies"].items():
-        assert policy["cost"]["infer_request_usd"] == 0.0, name
-        if policy["plan"] is not None:
-            assert {b["memory_mb"] for b in policy["plan"]["buffers"]} == {GPU_MEMORY_MB}
+    assert report["schema"] == "mbs.compare-backends/1" and list(report["backends"]) == ["gpu"]
+    gpu = report["rates"][0]["backends"]["gpu"]
+    assert set(gpu) == {"mbs", "batch", "ragged"}
+    for name, figures in gpu.items():
+        if figures["plan"] is not None:
+            assert figures["plan"]["backend"] == "gpu", name
+            assert figures["plan"]["instance_type"] == "g6.xlarge", name
+            assert figures["instance_hours"] > 0, name
+
+
+def test_the_gpu_fleet_needs_a_gpu_form_profile(synthetic_gpu_profile: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", "--backend", "gpu", "--profile", str(synthetic_gpu_profile),
+                 *SLICE]) == 2
+    assert "gpu-launch-max" in capsys.readouterr().err

@@ -10,12 +10,17 @@ from typing import Any
 
 from buffers.plan import Plan
 from buffers.plan_files import default_plan_path, load_plan
+from optimizer.platform.latency_model import PROFILES_DIR
 from optimizer.workload.traces import DEFAULT_PRESET, TRACE_PRESETS
 from optimizer.workload.workloads import RateMode, WorkloadSpec
 
 DEFAULT_SLO_MS = 1000.0
 DEFAULT_PERCENTILE = 99.0
 ARCHES = ("x86", "arm64")
+# Shipped profiles by encoder, per backend: `--profile bert-base` picks the backend's own
+# (the BERT-base ones are estimates scaled from MiniLM: optimizer/profiling/encoder_scaling.py)
+SHIPPED_ENCODERS = {"minilm": {"lambda": "cpu.json", "gpu": "gpu.json"},
+                    "bert-base": {"lambda": "bert_base_cpu.json", "gpu": "bert_base_gpu.json"}}
 
 
 def resolve_plan(value: str | None) -> Plan:
@@ -99,8 +104,28 @@ def add_model_flags(parser: argparse.ArgumentParser,
                     profile_default: str = "the shipped CPU profile") -> None:
     """--profile and --pricing: the latency profile and price overrides to plan with."""
     parser.add_argument("--profile", metavar="FILE",
-                        help=f"latency profile JSON (default: {profile_default})")
+                        help=f"latency profile JSON (default: {profile_default}), or a "
+                             f"shipped encoder: {', '.join(SHIPPED_ENCODERS)} (bert-base is "
+                             "an estimate scaled from MiniLM, not measured)")
     parser.add_argument("--pricing", metavar="FILE", help="pricing overrides JSON")
+
+
+def resolve_profile(value: str | None, backend: str,
+                    backends: tuple[str, ...] | None = None) -> str | None:
+    """The profile file `--profile` names for `backend`: None (the shipped default), a
+    shipped encoder's name (SHIPPED_ENCODERS), a file, or one per backend ('CPU,GPU' in the
+    order of `backends`)."""
+    if value is None:
+        return None
+    backends = backends or (backend,)
+    parts = [p.strip() for p in value.split(",")] if "," in value else [value] * len(backends)
+    if len(parts) != len(backends):
+        raise ValueError(f"--profile names {len(parts)} files for {len(backends)} backends "
+                         f"{list(backends)}, got {value!r}")
+    part = parts[backends.index(backend)]
+    if part in SHIPPED_ENCODERS:
+        return str(PROFILES_DIR / SHIPPED_ENCODERS[part][backend])
+    return part
 
 
 def add_arch_flag(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,9 @@
-"""`mbs compare`: MBS against every baseline on one workload and SLO, all simulated."""
+"""`mbs compare`: MBS against every baseline on one workload and SLO, all simulated.
+
+`--backend lambda` (the default) compares every baseline on CPU Lambda (this module);
+`--backend gpu` or `--backend lambda,gpu` compares MBS and BATCH on each backend at each rate,
+gpu plans on the LMI fleet billed by instance time (infra/cli/compare_backends.py).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from infra.cli.common import (
     add_percentile_flag,
     add_slo_flag,
     add_workload_flags,
+    resolve_profile,
     workload_spec,
 )
 from optimizer.compare.comparison import (
@@ -30,7 +36,7 @@ from optimizer.compare.comparison import (
 from optimizer.compare.grid import BaselineGrids
 from optimizer.compare.tuning import DEFAULT_EVALS
 from optimizer.compare.workbench import MODES, Tuner, Workbench
-from optimizer.platform.backends import BackendType, make_backend
+from optimizer.platform.backends import make_backend
 from optimizer.platform.pricing import load_pricing
 
 DEFAULT_SWEEP_SLOS_MS = (250.0, 500.0, 1000.0, 2000.0)
@@ -226,9 +232,17 @@ def run(args: argparse.Namespace, tuner: Tuner | None = None,
         settings: CompareSettings | None = None) -> int:
     """The command's body; `tuner` (with `settings`) replaces the Bayesian search in tests."""
     _check(args)
-    backend = make_backend(args.backend, args.profile, load_pricing(args.pricing))
-    tuner, settings = _tuning(args, backend, tuner, settings)
+    from infra.cli.compare_backends import backend_kinds
+
+    kinds = backend_kinds(args.backend)
     scales = _rate_scales(args.rate_scale)
+    if kinds != ("lambda",):  # the gpu backend is the LMI fleet: MBS and BATCH per backend
+        from infra.cli import compare_backends
+
+        return compare_backends.run(args, kinds, scales)
+    backend = make_backend(args.backend, resolve_profile(args.profile, "lambda"),
+                           load_pricing(args.pricing))
+    tuner, settings = _tuning(args, backend, tuner, settings)
     points, reports = [], []
     for scale in scales:
         prefix = "" if len(scales) == 1 else f"rate{scale:g}x_"
@@ -278,11 +292,18 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                              "--slo-ms 30000), with MBS planned for the online path beside "
                              "them for reference")
     add_arch_flag(parser)
-    parser.add_argument("--backend", choices=[b.value for b in BackendType], default="lambda",
-                        help="lambda: CPU Lambda functions (GB-second billing); gpu: a "
-                             "GPU-backed function billed per second, planned with the GPU "
-                             "profile (default: optimizer/profiles/gpu.json, fitted to the "
-                             "reference H100 timings)")
+    parser.add_argument("--backend", default="lambda", metavar="lambda|gpu|lambda,gpu",
+                        help="lambda (default): CPU Lambda functions (GB-second billing), "
+                             "every baseline; gpu: a GPU-backed function on Lambda Managed "
+                             "Instances, a fleet billed per instance-second, planned with the "
+                             "GPU profile (default: optimizer/profiles/gpu.json, fitted to the "
+                             "reference H100 timings, moved to each instance type's GPU); "
+                             "lambda,gpu: MBS and BATCH on both at each --rate-scale, and the "
+                             "rate where the cheaper backend changes. With two backends, "
+                             "--profile takes CPU,GPU files or a shipped encoder's name")
+    parser.add_argument("--instance-types", metavar="T,T", default=None,
+                        help="gpu: the instance types the fleet search tries (default: every "
+                             "catalogued one, optimizer/platform/gpu_instances.py)")
     add_model_flags(parser, profile_default="the shipped one for the backend")
     add_max_buffers_flag(parser)
     parser.add_argument("--evals", type=int, default=None, metavar="N",

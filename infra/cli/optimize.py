@@ -3,6 +3,11 @@
 The plan file's meta records what the plan was made for (workload, profile, pricing, SLO, mode,
 seed) and what it is predicted to do (modelled by the estimator, simulated by the replay).
 With --gears, meta["gears"] holds one batching per load level (buffers/gears.py).
+Backend: by default the estimator first says which backend is cheaper end to end for this
+workload (optimizer/search/backend_choice.py: short estimator-only searches, modelled), prints
+why in one line, and the plan is searched for that backend; `--backend lambda|gpu` forces one.
+A gpu plan runs on an LMI fleet (buffers and fleet bounds searched on each instance type,
+optimizer/search/gpu.py), billed by instance time.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 from buffers.plan import Plan
 from buffers.plan_files import save_plan
 from infra.cli.common import (
+    SHIPPED_ENCODERS,
     add_arch_flag,
     add_json_flag,
     add_max_buffers_flag,
@@ -26,6 +32,7 @@ from infra.cli.common import (
     add_percentile_flag,
     add_slo_flag,
     add_workload_flags,
+    resolve_profile,
     workload_spec,
 )
 from optimizer.platform.latency_model import DEFAULT_CPU_PROFILE
@@ -133,14 +140,74 @@ def _gear_lines(gears: Any, percentile: float) -> list[str]:
     return lines
 
 
-def run(args: argparse.Namespace) -> int:
-    """Search, re-check and write the plan; exit 1 when no plan meets the SLO."""
+def _choose(args: argparse.Namespace, arrivals_s: np.ndarray, lengths: np.ndarray,
+            pricing: Any) -> Any:
+    """The backend choice (modelled), or None where --backend forces one or mode is managed."""
+    if args.backend != "auto" or args.mode != "dispatcher":
+        return None  # the GPU fleet runs the online path only (the bulk path stays on Lambda)
+    from optimizer.platform.latency_model import load_profile
+    from optimizer.search.backend_choice import choose_backend
+
+    _, cpu = load_profile(_profile_for(args, "lambda"))
+    _, gpu = load_profile(_profile_for(args, "gpu"), backend="gpu")
+    return choose_backend(arrivals_s, lengths, cpu, gpu, pricing, args.slo_ms,
+                          args.percentile, seed=args.search_seed, max_buffers=args.max_buffers,
+                          arch=args.arch, instance_types=_types(args))
+
+
+def _profile_for(args: argparse.Namespace, backend: str) -> str | None:
+    """The profile file for `backend`: --gpu-profile, a shipped encoder's or a 'CPU,GPU' pair
+    named by --profile, or --profile itself where it is that backend's only one."""
+    if backend == "gpu" and args.gpu_profile:
+        return args.gpu_profile
+    value = args.profile
+    if value is None or "," in value or value in SHIPPED_ENCODERS:
+        return resolve_profile(value, backend, ("lambda", "gpu"))
+    forced = args.backend if args.backend != "auto" else "lambda"
+    return value if backend == forced else None
+
+
+def _types(args: argparse.Namespace) -> tuple[str, ...] | None:
+    return tuple(t.strip() for t in args.instance_types.split(",")) \
+        if args.instance_types else None
+
+
+def _search(args: argparse.Namespace, backend: str, arrivals_s: np.ndarray,
+            lengths: np.ndarray, pricing: Any, bars: _Bars) -> tuple[Any, Any, Any, dict]:
+    """The search on `backend`: (result, sim inputs, space, profile) of the winner."""
     from optimizer.estimator.estimate import EstimatorContext
     from optimizer.platform.latency_model import load_profile
-    from optimizer.platform.pricing import load_pricing
     from optimizer.search.optimize import optimize
     from optimizer.search.space import make_space
     from optimizer.sim.inputs import SimInputs
+
+    if backend == "gpu":
+        from optimizer.search.gpu import GpuWorkload, gpu_space, optimize_gpu, service_for
+
+        profile, model = load_profile(_profile_for(args, "gpu"), backend="gpu")
+        found = optimize_gpu(GpuWorkload(arrivals_s, lengths, model, pricing, args.slo_ms),
+                             args.percentile, args.evals, args.search_seed,
+                             instance_types=_types(args), max_buffers=args.max_buffers,
+                             progress=bars)
+        result = found.best or min(found.by_type.values(), key=lambda r: r.evaluations)
+        kind = str(result.plan.instance_type) if result.plan else "g6.xlarge"
+        sim = SimInputs(arrivals_s, lengths, service_for(model, kind), pricing)
+        return result, sim, gpu_space(kind, args.max_buffers, slo_ms=args.slo_ms), profile
+    profile, model = load_profile(_profile_for(args, "lambda"))
+    space = make_space(args.mode, args.max_buffers, args.arch, slo_ms=args.slo_ms)
+    ctx = EstimatorContext.build(arrivals_s, lengths, model, pricing, args.slo_ms,
+                                 arch=args.arch)
+    sim = SimInputs(arrivals_s, lengths, model, pricing)
+    result = optimize(ctx, sim, space, args.slo_ms, args.percentile, args.evals,
+                      args.search_seed, bars)
+    return result, sim, space, profile
+
+
+def run(args: argparse.Namespace) -> int:
+    """Search, re-check and write the plan; exit 1 when no plan meets the SLO."""
+    from dataclasses import replace
+
+    from optimizer.platform.pricing import load_pricing
     from optimizer.workload.lengths import token_lengths
     from optimizer.workload.workloads import build_workload
 
@@ -149,23 +216,25 @@ def run(args: argparse.Namespace) -> int:
     spec = workload_spec(args)
     workload = build_workload(spec)
     lengths = token_lengths(workload)
-    profile, model = load_profile(args.profile)
     pricing = load_pricing(args.pricing)
-    space = make_space(args.mode, args.max_buffers, args.arch, slo_ms=args.slo_ms)
-    ctx = EstimatorContext.build(workload.arrivals_s, lengths, model, pricing, args.slo_ms,
-                                 arch=args.arch)
-    sim = SimInputs(workload.arrivals_s, lengths, model, pricing)
+    choice = _choose(args, workload.arrivals_s, lengths, pricing)
+    backend = choice.backend if choice is not None else (
+        "lambda" if args.backend == "auto" else args.backend)
+    if choice is not None and not args.json:
+        print(f"backend: {choice.reason()}", flush=True)
     bars = _Bars()
     try:
-        result = optimize(ctx, sim, space, args.slo_ms, args.percentile, args.evals,
-                          args.search_seed, bars)
+        result, sim, space, profile = _search(args, backend, workload.arrivals_s, lengths,
+                                              pricing, bars)
     finally:
         bars.close()
     if not result.feasible:
         print(f"mbs optimize: no plan written: {result.message}", file=sys.stderr)
         return 1
-    plan = Plan(buffers=result.plan.buffers, name="mbs-optimized", meta=plan_meta(
-        args, spec.describe(), workload.arrivals_s, profile, pricing, result))
+    meta = plan_meta(args, spec.describe(), workload.arrivals_s, profile, pricing, result)
+    meta["backend"] = {"name": backend, **({"choice": choice.to_dict()} if choice else
+                                           {"forced": args.backend != "auto"})}
+    plan = replace(result.plan, name="mbs-optimized", meta=meta)
     gears = None
     if args.gears:
         gear_bars = _Bars("gears")
@@ -182,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
             f"{result.wall_s:.1f} s (seed {args.search_seed}); {result.message}"]
     if args.json:
         out = {"plan": plan.to_dict(), "out": str(Path(args.out)),
-               "search": plan.meta["search"]}
+               "search": plan.meta["search"], "backend": plan.meta["backend"]}
         print(json.dumps(out, indent=2, default=str))
     else:
         print(format_plan(plan, result.estimated, result.simulated, head))
@@ -211,6 +280,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--search-seed", type=int, default=None, metavar="S",
                         help="seed of the search (default: --seed)")
     add_model_flags(parser)
+    parser.add_argument("--backend", choices=("auto", "lambda", "gpu"), default="auto",
+                        help="auto (default): plan for the backend the estimator finds "
+                             "cheaper end to end for this workload (modelled; says why in one "
+                             "line); lambda: CPU Lambda; gpu: a GPU fleet on Lambda Managed "
+                             "Instances (dispatcher mode only)")
+    parser.add_argument("--gpu-profile", metavar="FILE", default=None,
+                        help="the GPU profile for auto and gpu (default: --profile if it "
+                             "names a shipped encoder, else optimizer/profiles/gpu.json)")
+    parser.add_argument("--instance-types", metavar="T,T", default=None,
+                        help="gpu: instance types to search (default: every catalogued one)")
     parser.add_argument("--out", required=True, metavar="PLAN",
                         help="where to write the plan (atomically)")
     parser.add_argument("--gears", action="store_true",

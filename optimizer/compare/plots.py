@@ -1,5 +1,6 @@
 """PNG charts of a comparison: latency CDFs, end-to-end cost per policy stacked by line item,
-cost against the SLO, and cost against the request rate. Simulated.
+cost against the SLO, and cost against the request rate (one backend, or each backend with the
+crossover marked). Simulated.
 
 Every chart says in its title that its figures are simulated (modelled), not measured.
 matplotlib runs on its Agg backend (files only, no display).
@@ -18,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
+from optimizer.compare.across import BackendSweep  # noqa: E402
 from optimizer.compare.comparison import (  # noqa: E402
     POLICIES,
     Comparison,
@@ -137,6 +139,45 @@ def cost_vs_rate(points: Sequence[RatePoint], path: Path, subtitle: str = "") ->
     ax.set_title(f"End-to-end cost against the request rate (simulated){_sub(subtitle)}",
                  fontsize=TITLE_FONT)
     ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, path)
+
+
+BACKEND_COLOURS = {"lambda": "tab:purple", "gpu": "tab:green"}
+BACKEND_STYLES = {"mbs": "-", "batch": "--", "ragged": ":"}
+
+
+def cost_vs_rate_backends(sweep: BackendSweep, path: Path, subtitle: str = "") -> Path:
+    """End-to-end cost per 1M requests against the rate for each policy on each backend, with a
+    vertical line where the cheaper backend for MBS (solid) or BATCH (dashed) changes."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    rates = [r.rate_scale for r in sweep.rows]
+    for backend in sweep.names:
+        for policy, style in BACKEND_STYLES.items():
+            costs = sweep.series(backend, policy)
+            shown = [(r, c) for r, c in zip(rates, costs, strict=True) if c is not None]
+            if not shown:
+                continue
+            ax.plot(*zip(*shown, strict=True), linestyle=style, marker="o",
+                    color=BACKEND_COLOURS.get(backend, "black"),
+                    label=f"{LABELS.get(policy, policy)} on {backend}")
+    for policy, style in (("mbs", "-"), ("batch", "--")):
+        for c in sweep.crossovers(policy):
+            ax.axvline(c.rate_scale, color="red", linestyle=style, linewidth=0.9)
+            ax.annotate(f"{LABELS[policy]}: {c.below} -> {c.above}\nat ~{c.rate_scale:.3g}x",
+                        (c.rate_scale, 0.97 if policy == "mbs" else 0.80),
+                        xycoords=("data", "axes fraction"), ha="left", va="top", fontsize=7,
+                        color="red", xytext=(3, 0), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xticks(rates, [f"{r:g}x" for r in rates])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_yscale("log")  # a fleet's floor makes the low-rate cost tens of times the high-rate
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("$%g"))
+    ax.set_xlabel(f"request rate, times the trace's (log scale; {sweep.rate_mode})")
+    ax.set_ylabel("end-to-end cost per 1M requests (USD, simulated, log scale)")
+    ax.set_title(f"Cheaper backend against the request rate (simulated; red: crossover)"
+                 f"{_sub(subtitle)}", fontsize=TITLE_FONT)
+    ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
     return _save(fig, path)
 

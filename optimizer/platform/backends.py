@@ -1,5 +1,11 @@
 """Where the infer function runs: a CPU Lambda function or a GPU-backed function.
 
+What `--backend gpu` means on the command line: the LMI fleet (`mbs compare`:
+optimizer/compare/across.py; `mbs optimize`: optimizer/search/gpu.py), billed by instance time
+(optimizer/platform/gpu_cost.py). The per-invocation GPU model below (GpuPricing, pin()) is
+what the library's single-backend comparison, floors and estimator tests still price a
+GPU-backed invocation with; no command plans with it any more.
+
 A backend is the pair the estimator and simulator take, a service time `t(B, L, memory_mb)` and a
 price table, plus the memory sizes a plan may use:
 

@@ -88,12 +88,14 @@ class FleetLauncher:
             self._service_cache[key] = service_ms
         return service_ms
 
-    def launch(self, buffer: int, members: Sequence[int], padded_length: int,
-               now_s: float) -> float:
-        """Run `members` as one invocation ready at now_s on the fleet; returns its end."""
+    def launch(self, buffer: int, members: Sequence[int], padded_length: int | float,
+               now_s: float, service_length: int | None = None) -> float:
+        """Run `members` as one invocation ready at now_s on the fleet; returns its end
+        (service_length as in Launcher.launch: a ragged batch's modelled length)."""
         if self.finished_s is not None:
             raise RuntimeError("launch after finish")
-        service_ms = self._service(buffer, len(members), padded_length)
+        service_ms = self._service(buffer, len(members),
+                                   padded_length if service_length is None else service_length)
         self.last_service_ms = service_ms
         ready_s = self._buffer_slot(buffer, now_s)
         start_s, instance_id = self._instance_slot(ready_s)

@@ -1,0 +1,202 @@
+"""The searchers `mbs compare --backend lambda,gpu` runs: MBS and BATCH on each backend.
+
+- lambda: the Bayesian search on the workbench's estimator context, as compare's tuner
+  (optimizer/compare/tuning.py) but with LAMBDA_CONCURRENCIES per buffer (compare's 2-16 cannot
+  carry 1000x the trace's rate: 4 x 16 functions), its plan replayed by the simulator
+  (comparison.searched);
+- gpu: the fleet search (optimizer/search/gpu.py: buffers and fleet bounds on each instance
+  type, the profile moved to each type's GPU, an estimate), its best plan already re-checked
+  by the simulator on the fleet (instance time billed); BATCH is the same with one buffer;
+- ragged (gpu): TEI-style token-budget batching (optimizer/sim/ragged.py, service time
+  modelled at the real token count) on the same fleet, its budget, queue delay and fleet
+  ceiling picked from a small grid by simulation (optimizer/compare/grid.py's knobs).
+Dense traces (over DENSE_REQUESTS requests, e.g. a superposed 1000x hour) are searched on whole
+minutes of the trace (optimizer/workload/sampling.py, about DENSE_REQUESTS requests, run warm),
+and the plan found there is replayed by the simulator on the WHOLE trace for every figure
+reported (so a sample's error shows only in which plan is picked, not in its figures). A few
+minutes are too short for a fleet to scale within (a launch takes minutes), so on a sample the
+fleet's floor (min_instances) is searched too, over the ceilings' ladder: at the steady rates
+that need sampling, a floor sized to the load is what a fleet should run anyway. Likewise the
+ragged grid's fleet starts at its ceiling's size there.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from buffers.plan import DEFAULT_MIN_INSTANCES, Plan
+from optimizer.compare.across import Figures, RateWork, Searcher
+from optimizer.compare.comparison import searched
+from optimizer.compare.grid import RAGGED_BATCH_TOKENS, RAGGED_DELAY_MS
+from optimizer.compare.workbench import Tuned, Tuner, Workbench
+from optimizer.estimator.context import EstimatorContext
+from optimizer.platform.backends import GPU_MEMORY_MB, Backend
+from optimizer.platform.gpu_instances import INSTANCES
+from optimizer.platform.latency_model import GpuLatencyModel
+from optimizer.platform.pricing import Pricing
+from optimizer.search.backend_choice import DENSE_REQUESTS, dense_sample
+from optimizer.search.gpu import MAX_INSTANCES_LADDER, GpuWorkload, optimize_gpu, service_for
+from optimizer.search.optimize import optimize
+from optimizer.search.space import make_space
+from optimizer.sim.engine import SimResult, simulate
+from optimizer.sim.inputs import SimInputs
+from optimizer.sim.ragged import SERVICE_TIME_LABEL, ragged_plan
+
+RAGGED_CEILINGS = (3, 6, 12, 24, 48)  # the ragged fleet's max_instances grid
+# per-buffer MaximumConcurrency choices, up to the account's 1,000 over 4 buffers
+LAMBDA_CONCURRENCIES = (2, 4, 8, 16, 32, 64, 128, 250)
+
+
+def wide_tuner(seed: int) -> Tuner:
+    """compare's search on a space whose concurrency reaches the account's limit."""
+
+    def tune(bench: Workbench, max_buffers: int, evals: int) -> Tuned:
+        backend = bench.backend
+        ctx = EstimatorContext.build(bench.arrivals_s, bench.lengths, backend.service_ms,
+                                     backend.pricing, bench.slo_ms, bench.rules, bench.arch,
+                                     bench.fleet)
+        sim = SimInputs(bench.arrivals_s, bench.lengths, backend.service_ms, backend.pricing,
+                        bench.rules, bench.fleet)
+        space = make_space(bench.mode, max_buffers, bench.arch, slo_ms=bench.slo_ms,
+                           concurrencies=LAMBDA_CONCURRENCIES)
+        result = optimize(ctx, sim, space, bench.slo_ms, bench.percentile, evals, seed)
+        plan = result.plan if result.plan is not None else min(
+            result.history, key=lambda e: e.rank).plan
+        return Tuned(plan, float(result.wall_s), int(result.evaluations),
+                     bool(result.feasible), result.message)
+
+    return tune
+
+
+def search_sample(work: RateWork, seed: int = 0,
+                  sample_requests: int = DENSE_REQUESTS) -> tuple[np.ndarray, np.ndarray, str]:
+    """The arrivals and lengths a search runs on, and a note (empty: the whole trace)."""
+    return dense_sample(work.arrivals_s, work.lengths, seed, sample_requests)
+
+
+def _judged(work: RateWork, result: SimResult) -> bool:
+    latency = result.latency_ms
+    tail = float(np.percentile(latency, work.percentile)) if latency.size else 0.0
+    return tail <= work.slo_ms
+
+
+def _buffers(policy: str, max_buffers: int) -> int:
+    if policy not in ("mbs", "batch"):
+        raise ValueError(f"Unknown searched policy: {policy!r}; known: ['mbs', 'batch']")
+    return max_buffers if policy == "mbs" else 1
+
+
+def lambda_searcher(backend: Backend, evals: int, seed: int, max_buffers: int = 4,
+                    arch: str = "x86", sample_requests: int = DENSE_REQUESTS) -> Searcher:
+    """MBS or BATCH on CPU Lambda: compare's tuner, then the simulator on the trace."""
+    tuner = wide_tuner(seed)
+
+    def search(work: RateWork, policy: str) -> Figures:
+        arrivals, lengths, note = search_sample(work, seed, sample_requests)
+        bench = Workbench(arrivals, lengths, backend, work.slo_ms, work.percentile,
+                          "dispatcher", arch)
+        if note:
+            bench = replace(bench, rules=replace(bench.rules, cold_start_ms=0.0))
+        out = searched(bench, tuner, policy, _buffers(policy, max_buffers), evals)
+        tuned = out.search
+        metrics, ok = out.metrics, bool(out.feasible)
+        if note:  # the plan found on the sample, judged on the whole trace, warm: at volume
+            # the only cold starts are a trace's start-up from zero (optimizer/workload/sampling.py)
+            whole = replace(Workbench(work.arrivals_s, work.lengths, backend, work.slo_ms,
+                                      work.percentile, "dispatcher", arch), rules=bench.rules
+                            ).simulate(out.plan)
+            metrics, ok = whole.metrics, _judged(work, whole)
+        return Figures(policy, ok, metrics, out.plan, out.tuning + note,
+                       tuned.message if tuned else "", tuned.wall_s if tuned else 0.0,
+                       tuned.evaluations if tuned else 0)
+
+    return search
+
+
+def gpu_searcher(model: GpuLatencyModel, pricing: Pricing, evals: int, seed: int,
+                 max_buffers: int = 4, instance_types: Sequence[str] | None = None,
+                 space_options: dict[str, Any] | None = None,
+                 sample_requests: int = DENSE_REQUESTS) -> Searcher:
+    """MBS or BATCH on the GPU fleet: optimize_gpu over the instance types, its best plan;
+    ragged on the instance type MBS chose at the same rate (the same GPU), if it ran first."""
+    mbs_type: dict[float, str] = {}
+
+    def search(work: RateWork, policy: str) -> Figures:
+        if policy == "ragged":
+            same = mbs_type.get(work.rate_scale)
+            return ragged_on_fleet(work, model, pricing, (same,) if same else instance_types,
+                                   seed, sample_requests=sample_requests)
+        k = _buffers(policy, max_buffers)
+        arrivals, lengths, note = search_sample(work, seed, sample_requests)
+        options = dict(space_options or {})
+        if note:  # minutes too few for the fleet to scale within: search its floor too
+            options.setdefault("min_instances", MAX_INSTANCES_LADDER)
+        result = optimize_gpu(GpuWorkload(arrivals, lengths, model, pricing, work.slo_ms),
+                              work.percentile, evals, seed, instance_types=instance_types,
+                              max_buffers=k, space_options=options)
+        wall = sum(r.wall_s for r in result.by_type.values())
+        count = sum(r.evaluations for r in result.by_type.values())
+        types = ", ".join(result.by_type)
+        how = (f"fleet search (buffers and fleet bounds) on {types}, up to {k} buffer(s); "
+               f"profile {model.describe()}{note}")
+        best = result.best
+        if best is not None and policy == "mbs":
+            mbs_type[work.rate_scale] = str(best.plan.instance_type)
+        if best is None:
+            why = "; ".join(f"{t}: {r.message}" for t, r in result.by_type.items())
+            return Figures(policy, False, None, None, how, why, wall, count)
+        if not note:
+            return Figures(policy, True, best.simulated, best.plan, how, best.message, wall,
+                           count)
+        whole = _on_fleet(work, best.plan, model, pricing)
+        return Figures(policy, _judged(work, whole), whole.metrics, best.plan, how,
+                       best.message, wall, count)
+
+    return search
+
+
+def _on_fleet(work: RateWork, plan: Plan, model: GpuLatencyModel, pricing: Pricing,
+              arrivals: np.ndarray | None = None,
+              lengths: np.ndarray | None = None) -> SimResult:
+    """A gpu plan simulated on its instance type's fleet (the whole trace by default)."""
+    service = service_for(model, str(plan.instance_type))
+    return simulate(plan, work.arrivals_s if arrivals is None else arrivals,
+                    work.lengths if lengths is None else lengths, service, pricing,
+                    work.slo_ms)
+
+
+def ragged_on_fleet(work: RateWork, model: GpuLatencyModel, pricing: Pricing,
+                    instance_types: Sequence[str] | None = None, seed: int = 0,
+                    ceilings: Sequence[int] = RAGGED_CEILINGS,
+                    sample_requests: int = DENSE_REQUESTS) -> Figures:
+    """The ragged baseline on the fleet: the cheapest grid point meeting the SLO by simulation
+    (token budget x queue delay x fleet ceiling, on each instance type), one batch per GPU."""
+    arrivals, lengths, note = search_sample(work, seed, sample_requests)
+    best: tuple[float, Plan, SimResult] | None = None
+    tried = 0
+    for kind, tokens, delay_ms, ceiling in itertools.product(
+            instance_types or sorted(INSTANCES), RAGGED_BATCH_TOKENS, RAGGED_DELAY_MS,
+            ceilings):
+        floor = ceiling if note else min(DEFAULT_MIN_INSTANCES, ceiling)
+        plan = replace(ragged_plan(tokens, delay_ms, GPU_MEMORY_MB, ceiling), backend="gpu",
+                       instance_type=kind, min_instances=floor, max_instances=ceiling)
+        result = _on_fleet(work, plan, model, pricing, arrivals, lengths)
+        tried += 1
+        cost = result.metrics.end_to_end_cost_per_million_usd
+        if _judged(work, result) and (best is None or cost < best[0]):
+            best = (cost, plan, result)
+    how = (f"grid over instance type x max batch tokens x max queue delay x fleet ceiling, by "
+           f"simulation on the fleet; service time {SERVICE_TIME_LABEL}{note}")
+    if best is None:
+        return Figures("ragged", False, None, None, how, f"none of {tried} grid points met "
+                       "the SLO", 0.0, tried)
+    _, plan, result = best
+    if note:
+        result = _on_fleet(work, plan, model, pricing)
+    return Figures("ragged", _judged(work, result), result.metrics, plan, how,
+                   f"{tried} grid points simulated", 0.0, tried)
