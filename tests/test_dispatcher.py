@@ -227,3 +227,42 @@ def test_receives_long_poll_20_s_with_an_explicit_visibility_and_hand_back_after
     assert sorted(h["QueueUrl"] for h in fake.handed_back) == ["q-long", "q-short"]
     assert all(h["Entries"] == [{"Id": "0", "ReceiptHandle": "r1", "VisibilityTimeout": 0}]
                for h in fake.handed_back)
+
+
+def test_a_slow_buffer_holds_no_more_messages_than_its_batches_can_take(sqs):
+    # GIVEN 40 requests for a buffer of batch 4 and concurrency 2, whose batches take 0.5 s
+    plan = _plan("dispatcher", max_batch=4, timeout_ms=50, concurrency=2)
+    res = create_resources(plan, f"d-{uuid.uuid4().hex[:6]}", 60)
+    _send(sqs, res.queue_urls["short"], 40, length=10)
+    invoke = RecordingInvoke(service_s=0.5)
+    dispatcher = QueueDispatcher(plan, sqs, res.queue_urls, res.queue_arns, invoke,
+                                 receive_wait_s=FAST_POLL_S)
+    # WHEN it has run for a while
+    dispatcher.start()
+    time.sleep(1.2)
+    attrs = sqs.get_queue_attributes(QueueUrl=res.queue_urls["short"], AttributeNames=[
+        "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    dispatcher.stop(drain=False)
+    # THEN it has taken at most what two rounds of its two workers hold (2 x 2 x 4), not the
+    # whole queue, whose visibility would lapse while the messages wait
+    assert 0 < int(attrs["ApproximateNumberOfMessagesNotVisible"]) <= 16
+
+
+def test_a_batch_that_waited_past_half_its_visibility_is_extended_not_redelivered(sqs):
+    # GIVEN a 2 s visibility timeout and batches of 2 that take 1.5 s on two workers, so the
+    # third and fourth batches wait 1.5 s for them
+    plan = _plan("dispatcher", max_batch=2, timeout_ms=0, concurrency=2)
+    res = create_resources(plan, f"d-{uuid.uuid4().hex[:6]}", 2)
+    ids = _send(sqs, res.queue_urls["short"], 10, length=10)
+    invoke = RecordingInvoke(service_s=1.5)
+    dispatcher = QueueDispatcher(plan, sqs, res.queue_urls, res.queue_arns, invoke,
+                                 visibility_timeout_s=2, receive_wait_s=FAST_POLL_S)
+    # WHEN every request has run
+    dispatcher.start()
+    _run_until(invoke, 10, timeout_s=30.0)
+    time.sleep(1.0)  # a lapsed message would be received again by now
+    dispatcher.stop()
+    # THEN each ran exactly once: the waiting batches' visibility was restarted before they ran
+    seen = [i for _, batch, _ in invoke.batches for i in batch]
+    assert sorted(seen) == sorted(ids)
+    assert _depth(sqs, res.queue_urls["short"]) == 0

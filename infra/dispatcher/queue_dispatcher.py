@@ -112,6 +112,14 @@ class QueueDispatcher:
                                           thread_name_prefix=f"infer-{s.name}")
                        for s in plan.buffers]
         self._in_flight = [threading.Semaphore(2 * s.max_concurrency) for s in plan.buffers]
+        # Messages received and not yet finished, per buffer, capped at what the in-flight
+        # batches can hold: a buffer whose batches wait (the loop may be blocked on another
+        # buffer's workers) must not pull more messages whose visibility then lapses, or they
+        # come back, are received again and end in the DLQ though nothing failed.
+        self._held = [0] * len(plan.buffers)
+        self._held_cap = [2 * s.max_concurrency * s.max_batch_size for s in plan.buffers]
+        self._held_lock = threading.Lock()
+        self._received_s: dict[str, float] = {}  # receipt handle -> when it was received
         self._done_s: list[float | None] = [None] * len(plan.buffers)  # last invocation's end
         self._threads = [threading.Thread(target=self._receive, args=(i,), daemon=True,
                                           name=f"receive-{s.name}")
@@ -144,10 +152,15 @@ class QueueDispatcher:
             if not self._in_flight[index].acquire(timeout=0.5):
                 continue
             self._in_flight[index].release()
+            room = self._held_cap[index] - self._held[index]
+            if room <= 0:
+                self._stop.wait(0.05)
+                continue
             try:
                 reply = self._sqs.receive_message(
-                    QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=self._wait_s,
-                    VisibilityTimeout=self._visibility_s, AttributeNames=["All"])
+                    QueueUrl=url, MaxNumberOfMessages=min(10, room),
+                    WaitTimeSeconds=self._wait_s, VisibilityTimeout=self._visibility_s,
+                    AttributeNames=["All"])
             except Exception:
                 if not self._stop.is_set():
                     log.exception("receive failed on %s", spec.name)
@@ -156,7 +169,10 @@ class QueueDispatcher:
             if self._stop.is_set():
                 self._hand_back(url, reply.get("Messages", []))
                 return
+            received_s = time.monotonic()
+            self._hold(index, len(reply.get("Messages", [])))
             for message in reply.get("Messages", []):
+                self._received_s[message["ReceiptHandle"]] = received_s
                 self._inbox.put((index, message))
             if reply.get("Messages"):
                 self._wake.set()
@@ -208,6 +224,7 @@ class QueueDispatcher:
     def _run(self, batch: Batch) -> None:
         try:
             messages = [r.payload for r in batch.requests]
+            self._refresh_visibility(self._urls[batch.buffer_name], messages)
             event = sqs_event(messages, self._arns[batch.buffer_name])
             started = time.perf_counter()
             try:
@@ -226,7 +243,31 @@ class QueueDispatcher:
             done = self._clock()
             last = self._done_s[batch.buffer_index]
             self._done_s[batch.buffer_index] = done if last is None else max(last, done)
+            for request in batch.requests:
+                self._received_s.pop(request.payload["ReceiptHandle"], None)
+            self._hold(batch.buffer_index, -batch.size)
             self._in_flight[batch.buffer_index].release()
+
+    def _hold(self, index: int, count: int) -> None:
+        with self._held_lock:
+            self._held[index] += count
+
+    def _refresh_visibility(self, url: str, messages: list[dict[str, Any]]) -> None:
+        """Restart the visibility timeout of messages held for over half of it before their
+        batch runs (SQS's documented way to keep a message while it is still being worked on:
+        ChangeMessageVisibility), so a batch that waited for a worker is not redelivered."""
+        now_s = time.monotonic()
+        stale = [m for m in messages
+                 if now_s - self._received_s.get(m["ReceiptHandle"], now_s)
+                 > self._visibility_s / 2]
+        for start in range(0, len(stale), 10):
+            chunk = stale[start:start + 10]
+            try:
+                self._sqs.change_message_visibility_batch(QueueUrl=url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"],
+                     "VisibilityTimeout": self._visibility_s} for i, m in enumerate(chunk)])
+            except Exception:  # the batch runs anyway; at worst a message is delivered twice
+                log.warning("could not extend the visibility of %d message(s)", len(chunk))
 
     def _report(self, batch: Batch, actual_ms: float) -> None:
         """Tell the policy how long the batch took against the prediction (SLAI's offset)."""
