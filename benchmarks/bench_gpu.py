@@ -30,7 +30,7 @@ import argparse
 import json
 import os
 import platform
-import subprocess
+import subprocess  # nosec B404 - runs this repository's own CLI, fixed argv, no shell
 import sys
 import time
 from pathlib import Path
@@ -176,7 +176,7 @@ def time_compare() -> dict[str, Any]:
            "--rate-scale", "1000", "--rate-mode", "superpose", "--json",
            "--evals", str(COMPARE_EVALS), "--instance-types", COMPARE_TYPES]
     started = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,  # nosec B603
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     wall = time.perf_counter() - started
     out: dict[str, Any] = {"command": " ".join(cmd[2:]), "wall_s": wall,
