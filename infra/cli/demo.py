@@ -111,9 +111,15 @@ def format_demo(report: dict) -> str:
     lines.append("")
     lines.append("  modelled cost ratio to MBS: " + ", ".join(
         f"{k} {v:.2f}x" for k, v in ratios.items() if v is not None)
-        + f"; MBS / oracle floor {report['modelled']['ratios']['mbs_vs_oracle']:.2f}")
+        + f"; MBS / oracle floor (SLO-blind) {report['modelled']['ratios']['mbs_vs_oracle']:.2f}"
+        + "; MBS / lower bound (SLO, end to end) "
+        + _ratio_text(report["modelled"]["ratios"]["mbs_vs_bound"]["end_to_end"]))
     lines.append(f"  files: {', '.join(report['files'])}")
     return "\n".join(lines)
+
+
+def _ratio_text(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.2f}"
 
 
 def run(args: argparse.Namespace) -> int:
