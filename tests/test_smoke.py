@@ -225,4 +225,6 @@ def test_mbs_smoke_prints_json_and_exits_0_when_every_call_answers(
         code = main(["smoke", "--url", srv.url, "--auth", "none", "--rounds", "1",
                      "--model", "stand-in", "--json"])
     report = json.loads(capsys.readouterr().out)
-    assert code == 0 and report["ok"] and len(report["calls"]) == len(SMOKE_TEXTS) + 1
+    # (the failing calls' statuses and errors, should this ever fail: it failed once in CI)
+    failing = [(c["status"], c["error"]) for c in report["calls"] if c["error"] is not None]
+    assert code == 0 and report["ok"] and len(report["calls"]) == len(SMOKE_TEXTS) + 1, failing
