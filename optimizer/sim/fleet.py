@@ -40,6 +40,7 @@ from buffers.plan import DispatchMode, Plan
 from buffers.types import ServiceTime
 from optimizer.platform.lambda_rules import LambdaRules
 from optimizer.platform.lmi_scaling import FleetBounds, ScalingRules, scale_decision
+from optimizer.sim.launcher import cached_service_ms
 
 
 class FleetLauncher:
@@ -79,14 +80,8 @@ class FleetLauncher:
         return len(self.lifetimes) - 1
 
     def _service(self, buffer: int, size: int, padded_length: int) -> float:
-        key = (size, padded_length, self.memory_mb[buffer])
-        service_ms = self._service_cache.get(key)
-        if service_ms is None:
-            service_ms = float(self._service_ms(*key))
-            if not service_ms >= 0:
-                raise ValueError(f"service time must be >= 0 ms, got {service_ms} for {key}")
-            self._service_cache[key] = service_ms
-        return service_ms
+        return cached_service_ms(self._service_ms, self._service_cache,
+                                 (size, padded_length, self.memory_mb[buffer]))
 
     def launch(self, buffer: int, members: Sequence[int], padded_length: int | float,
                now_s: float, service_length: int | None = None) -> float:

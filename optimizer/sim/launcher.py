@@ -12,6 +12,17 @@ from optimizer.platform.lambda_rules import InstancePool, LambdaRules
 from optimizer.platform.pricing import Pricing
 
 
+def cached_service_ms(service_ms: ServiceTime, cache: dict[tuple[int, int, int], float],
+                      key: tuple[int, int, int]) -> float:
+    """service_ms(*key) (batch size, padded length, memory), checked >= 0 and memoised."""
+    value = cache.get(key)
+    if value is None:
+        value = float(service_ms(*key))
+        if not value >= 0:
+            raise ValueError(f"service time must be >= 0 ms, got {value} for {key}")
+        cache[key] = value
+    return value
+
 class Launcher:
     """Starts batches on each buffer's instance pool and records them."""
 
@@ -31,14 +42,8 @@ class Launcher:
         self.rows: list[tuple[int, int, int | float, float, float, float, bool, int]] = []
 
     def _service_time(self, size: int, length: int, memory_mb: int) -> float:
-        key = (size, length, memory_mb)
-        service_ms = self._service_cache.get(key)
-        if service_ms is None:
-            service_ms = float(self._service_ms(*key))
-            if not service_ms >= 0:
-                raise ValueError(f"service time must be >= 0 ms, got {service_ms} for {key}")
-            self._service_cache[key] = service_ms
-        return service_ms
+        return cached_service_ms(self._service_ms, self._service_cache,
+                                 (size, length, memory_mb))
 
     def launch(self, buffer: int, members: Sequence[int], padded_length: int | float,
                now_s: float, service_length: int | None = None) -> float:
