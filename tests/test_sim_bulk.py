@@ -85,6 +85,36 @@ def test_the_replay_matches_the_event_loop_exactly(name: str, seed: int,
     assert np.any((log.size == max_batch) & (max_batch > 1) | (max_batch.max() == 1))
 
 
+@pytest.mark.parametrize("caps", [(64, 64), (2, 3)])  # the fleet bounds, or the buffers' caps
+def test_a_gpu_fleet_replays_batch_by_batch_as_the_event_loop(
+        caps: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a gpu plan on a fleet that must scale out: bursts of a long trace
+    rng = np.random.default_rng(3)
+    arrivals = np.sort(np.concatenate([rng.uniform(0, 1800, 6_000),
+                                       rng.uniform(600, 900, 24_000)]).round(3))
+    lengths = rng.integers(1, 257, arrivals.size)
+    plan = Plan(buffers=(BufferSpec("short", 1, 96, 16, 50, 1024, max_concurrency=caps[0]),
+                         BufferSpec("long", 97, 256, 8, 100, 1024, max_concurrency=caps[1])),
+                backend="gpu", instance_type="g6.xlarge", min_instances=3, max_instances=12)
+
+    def gpu_service(b: int, length: int, memory_mb: int) -> float:
+        return max(4.0, 0.5 * b * length)
+
+    # WHEN it is replayed batch by batch and by the event loop
+    bulk = simulate(plan, arrivals, lengths, gpu_service, PRICING, 300.0)
+    with monkeypatch.context() as patch:
+        patch.setattr(buffered, "bulk_eligible", lambda inputs: False)
+        loop = simulate(plan, arrivals, lengths, gpu_service, PRICING, 300.0)
+    # THEN every batch, latency, lifetime and figure is the same
+    for field, column in bulk.batches.__dict__.items():
+        np.testing.assert_array_equal(column, getattr(loop.batches, field), err_msg=field)
+    np.testing.assert_array_equal(bulk.latency_ms, loop.latency_ms)
+    np.testing.assert_array_equal(bulk.instance_lifetimes_s, loop.instance_lifetimes_s)
+    assert bulk.metrics.to_dict() == loop.metrics.to_dict()
+    # and the run compared scaled out past the floor
+    assert len(loop.instance_lifetimes_s) > plan.min_instances
+
+
 def test_only_runs_whose_batches_ignore_the_instances_replay() -> None:
     plan = _plan(PLANS["four-buffers"])
     arrivals, lengths = _trace(0, 200)

@@ -17,6 +17,8 @@ plan unchanged, with the fleet in place of per-buffer Lambda environments:
   finds every serving instance busy waits for the first to free or for a launched one to come
   up (AWS would throttle the invoke; the dispatcher retries it), so a burst meets the fleet
   that was there.
+A size_timeout run is replayed batch by batch (optimizer/sim/bulk.py, launch_columns: the same
+bookings in the same order, tests/test_sim_bulk.py), so an 8.8M-request hour takes seconds.
 Bookings are a reservation calendar like lambda_rules.InstancePool: launches come in
 non-decreasing `now_s`, an instance's busy-until is known when it is booked, and a decision at
 a tick sees exactly the busy time booked before it (work not yet started is in later bins).
@@ -35,6 +37,8 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Sequence
+
+import numpy as np
 
 from buffers.plan import DispatchMode, Plan
 from buffers.types import ServiceTime
@@ -92,16 +96,42 @@ class FleetLauncher:
         service_ms = self._service(buffer, len(members),
                                    padded_length if service_length is None else service_length)
         self.last_service_ms = service_ms
-        ready_s = self._buffer_slot(buffer, now_s)
-        start_s, instance_id = self._instance_slot(ready_s)
+        self.order.extend(members)
+        return self._run(buffer, len(members), padded_length, now_s, service_ms)
+
+    def launch_columns(self, buffer: np.ndarray, members: np.ndarray, size: np.ndarray,
+                       padded_length: np.ndarray, ready_s: np.ndarray) -> None:
+        """launch() for many batches at once, given as columns in the event loop's launch
+        order (optimizer/sim/bulk.py): the same bookings, in the same order, so the same
+        fleet, rows and lifetimes, with each distinct (size, length) looked up once."""
+        if self.finished_s is not None:
+            raise RuntimeError("launch after finish")
+        memory = np.asarray(self.memory_mb, dtype=np.int64)[buffer]
+        keys = np.stack((size, padded_length, memory), axis=1)
+        codes, inverse = np.unique(keys, axis=0, return_inverse=True)
+        table = [cached_service_ms(self._service_ms, self._service_cache, (b, n, m))
+                 for b, n, m in codes.tolist()]
+        service = np.asarray(table, dtype=np.float64)[inverse.reshape(-1)].tolist()
+        for index, count, length, now_s, service_ms in zip(
+                buffer.tolist(), size.tolist(), padded_length.tolist(), ready_s.tolist(),
+                service, strict=True):
+            self._run(index, count, length, now_s, service_ms)
+        if service:
+            self.last_service_ms = service[-1]
+        # an array, as Launcher.launch_columns leaves it (the engine reads it with np.asarray)
+        self.order = np.concatenate((np.asarray(self.order, dtype=np.int64), members))
+
+    def _run(self, buffer: int, size: int, padded_length: int | float, now_s: float,
+             service_ms: float) -> float:
+        """Book one batch ready at now_s: its buffer's cap, then the first free instance."""
+        start_s, instance_id = self._instance_slot(self._buffer_slot(buffer, now_s))
         end_s = start_s + service_ms / 1000.0
         heapq.heappush(self._free, (end_s, instance_id))
         heapq.heappush(self._buffer_busy[buffer], end_s)
         self._book(start_s, end_s)
-        self.order.extend(members)
         # LMI bills no duration (optimizer/platform/gpu_cost.py): billed_ms is 0 per invocation.
-        self.rows.append((buffer, len(members), padded_length, start_s, service_ms, service_ms,
-                          False, 0))
+        self.rows.append((buffer, size, padded_length, start_s, service_ms, service_ms, False,
+                          0))
         self.instance_of.append(instance_id)
         return end_s
 
