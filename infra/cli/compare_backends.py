@@ -58,7 +58,7 @@ def real_searchers(args: argparse.Namespace, kinds: tuple[str, ...],
         else:
             search = gpu_searcher(backend.service_ms, pricing, evals, args.seed,
                                   args.max_buffers, _instance_types(args.instance_types))
-        searchers[kind] = {"mbs": search, "batch": search}
+        searchers[kind] = {"batch": search, "mbs": search}  # BATCH first: it seeds MBS
         if kind == "gpu":
             searchers[kind]["ragged"] = search
     return searchers, described

@@ -15,15 +15,18 @@ minutes of the trace (optimizer/workload/sampling.py, about DENSE_REQUESTS reque
 and the plan found there is replayed by the simulator on the WHOLE trace for every figure
 reported (so a sample's error shows only in which plan is picked, not in its figures). A few
 minutes are too short for a fleet to scale within (a launch takes minutes), so on a sample the
-fleet's floor (min_instances) is searched too, over the ceilings' ladder: at the steady rates
-that need sampling, a floor sized to the load is what a fleet should run anyway. Likewise the
-ragged grid's fleet starts at its ceiling's size there.
+fleet is fixed (min_instances = max_instances, FunctionScalingConfig's two bounds equal) and
+its size searched over the ladder: at the steady rates that need sampling, a fleet sized to the
+load is what should run anyway, and a ceiling above it would be chosen blind (the sample cannot
+show the scaling it allows), then replayed on the whole trace scaling out at the 60% target,
+so that the sample's cost and the trace's would differ. The ragged grid's fleet is fixed the
+same way there, so all three are compared on fixed fleets.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -47,7 +50,9 @@ from optimizer.sim.engine import SimResult, simulate
 from optimizer.sim.inputs import SimInputs
 from optimizer.sim.ragged import SERVICE_TIME_LABEL, ragged_plan
 
-RAGGED_CEILINGS = (3, 6, 12, 24, 48)  # the ragged fleet's max_instances grid
+RAGGED_CEILINGS = (3, 6, 12, 24, 48)  # the ragged fleet's max_instances grid (whole traces)
+FLEET_REPAIR_STEPS = 4  # a sampled plan's fixed fleet may grow this many ladder steps
+RAGGED_FITTED = 3  # the ragged grid's cheapest points on a sample, fitted to the whole trace
 # per-buffer MaximumConcurrency choices, up to the account's 1,000 over 4 buffers
 LAMBDA_CONCURRENCIES = (2, 4, 8, 16, 32, 64, 128, 250)
 
@@ -123,8 +128,11 @@ def gpu_searcher(model: GpuLatencyModel, pricing: Pricing, evals: int, seed: int
                  space_options: dict[str, Any] | None = None,
                  sample_requests: int = DENSE_REQUESTS) -> Searcher:
     """MBS or BATCH on the GPU fleet: optimize_gpu over the instance types, its best plan;
-    ragged on the instance type MBS chose at the same rate (the same GPU), if it ran first."""
+    BATCH's plan seeds MBS's search at the same rate if BATCH ran first (a one-buffer plan is
+    in MBS's space, so MBS then starts no worse); ragged on the instance type MBS chose at the
+    same rate (the same GPU), if it ran first."""
     mbs_type: dict[float, str] = {}
+    batch_plan: dict[float, Plan] = {}  # BATCH's plan seeds MBS's search at the same rate
 
     def search(work: RateWork, policy: str) -> Figures:
         if policy == "ragged":
@@ -134,11 +142,14 @@ def gpu_searcher(model: GpuLatencyModel, pricing: Pricing, evals: int, seed: int
         k = _buffers(policy, max_buffers)
         arrivals, lengths, note = search_sample(work, seed, sample_requests)
         options = dict(space_options or {})
-        if note:  # minutes too few for the fleet to scale within: search its floor too
+        if note:  # minutes too few for the fleet to scale within: a fixed fleet, searched
             options.setdefault("min_instances", MAX_INSTANCES_LADDER)
+            options.setdefault("max_instances", (DEFAULT_MIN_INSTANCES,))
         result = optimize_gpu(GpuWorkload(arrivals, lengths, model, pricing, work.slo_ms),
                               work.percentile, evals, seed, instance_types=instance_types,
-                              max_buffers=k, space_options=options)
+                              max_buffers=k, space_options=options,
+                              seeds=tuple(p for p in [batch_plan.get(work.rate_scale)]
+                                          if p is not None and policy == "mbs"))
         wall = sum(r.wall_s for r in result.by_type.values())
         count = sum(r.evaluations for r in result.by_type.values())
         types = ", ".join(result.by_type)
@@ -147,17 +158,43 @@ def gpu_searcher(model: GpuLatencyModel, pricing: Pricing, evals: int, seed: int
         best = result.best
         if best is not None and policy == "mbs":
             mbs_type[work.rate_scale] = str(best.plan.instance_type)
+        if best is not None and policy == "batch":
+            batch_plan[work.rate_scale] = best.plan
         if best is None:
             why = "; ".join(f"{t}: {r.message}" for t, r in result.by_type.items())
             return Figures(policy, False, None, None, how, why, wall, count)
         if not note:
             return Figures(policy, True, best.simulated, best.plan, how, best.message, wall,
                            count)
-        whole = _on_fleet(work, best.plan, model, pricing)
-        return Figures(policy, _judged(work, whole), whole.metrics, best.plan, how,
+        plan, whole, steps = fit_fleet(work, best.plan, model, pricing)
+        return Figures(policy, _judged(work, whole), whole.metrics, plan, how + _grown(steps),
                        best.message, wall, count)
 
     return search
+
+
+def _grown(steps: int) -> str:
+    return (f"; the fixed fleet grown {steps} ladder step(s) on the whole trace, whose busiest "
+            "minutes the sample missed" if steps else "")
+
+
+def fit_fleet(work: RateWork, plan: Plan, model: GpuLatencyModel, pricing: Pricing,
+              max_steps: int = FLEET_REPAIR_STEPS) -> tuple[Plan, SimResult, int]:
+    """A fixed fleet found on a sample, replayed on the whole trace and, while it misses the
+    SLO there, grown one step of the ladder (at most max_steps): the sample judges batching
+    well, but a fixed fleet must carry the trace's busiest minutes, which it may not hold.
+    Returns the plan, its whole-trace run, and the steps taken."""
+    result = _on_fleet(work, plan, model, pricing)
+    steps = 0
+    while not _judged(work, result) and steps < max_steps:
+        size = next((n for n in MAX_INSTANCES_LADDER if n > plan.max_instances), None)
+        if size is None:
+            break
+        plan = replace(plan, min_instances=size, max_instances=size, buffers=tuple(
+            replace(b, max_concurrency=max(b.max_concurrency, size)) for b in plan.buffers))
+        result = _on_fleet(work, plan, model, pricing)  # caps kept at least the fleet's size
+        steps += 1
+    return plan, result, steps
 
 
 def _on_fleet(work: RateWork, plan: Plan, model: GpuLatencyModel, pricing: Pricing,
@@ -177,26 +214,60 @@ def ragged_on_fleet(work: RateWork, model: GpuLatencyModel, pricing: Pricing,
     """The ragged baseline on the fleet: the cheapest grid point meeting the SLO by simulation
     (token budget x queue delay x fleet ceiling, on each instance type), one batch per GPU."""
     arrivals, lengths, note = search_sample(work, seed, sample_requests)
-    best: tuple[float, Plan, SimResult] | None = None
+    passed: list[tuple[float, Plan, SimResult]] = []
     tried = 0
-    for kind, tokens, delay_ms, ceiling in itertools.product(
-            instance_types or sorted(INSTANCES), RAGGED_BATCH_TOKENS, RAGGED_DELAY_MS,
-            ceilings):
-        floor = ceiling if note else min(DEFAULT_MIN_INSTANCES, ceiling)
-        plan = replace(ragged_plan(tokens, delay_ms, GPU_MEMORY_MB, ceiling), backend="gpu",
-                       instance_type=kind, min_instances=floor, max_instances=ceiling)
-        result = _on_fleet(work, plan, model, pricing, arrivals, lengths)
+
+    def run(plan: Plan) -> SimResult | None:
+        nonlocal tried
         tried += 1
-        cost = result.metrics.end_to_end_cost_per_million_usd
-        if _judged(work, result) and (best is None or cost < best[0]):
-            best = (cost, plan, result)
-    how = (f"grid over instance type x max batch tokens x max queue delay x fleet ceiling, by "
+        result = _on_fleet(work, plan, model, pricing, arrivals, lengths)
+        return result if _judged(work, result) else None
+
+    for knobs in itertools.product(instance_types or sorted(INSTANCES), RAGGED_BATCH_TOKENS,
+                                   RAGGED_DELAY_MS):
+        if note:  # a fixed fleet, as MBS's and BATCH's on a sample: the smallest that holds
+            found = smallest_passing(MAX_INSTANCES_LADDER,
+                                     lambda n, k=knobs: run(_ragged_on(*k, n, n)))
+            candidates = [(_ragged_on(*knobs, found[0], found[0]), found[1])] if found else []
+        else:
+            candidates = [(plan, r) for n in ceilings
+                          if (r := run(plan := _ragged_on(*knobs, n, min(DEFAULT_MIN_INSTANCES,
+                                                                         n)))) is not None]
+        passed += [(r.metrics.end_to_end_cost_per_million_usd, plan, r)
+                   for plan, r in candidates]
+    grid = "fixed fleet (the smallest on the ladder)" if note else "fleet ceiling"
+    how = (f"grid over instance type x max batch tokens x max queue delay x {grid}, by "
            f"simulation on the fleet; service time {SERVICE_TIME_LABEL}{note}")
-    if best is None:
+    if not passed:
         return Figures("ragged", False, None, None, how, f"none of {tried} grid points met "
                        "the SLO", 0.0, tried)
-    _, plan, result = best
-    if note:
-        result = _on_fleet(work, plan, model, pricing)
+    passed.sort(key=lambda row: row[0])
+    _, plan, result = passed[0]
+    if note:  # the sample's cheapest few, each fitted to the whole trace: the cheapest there
+        fitted = [fit_fleet(work, p, model, pricing) for _, p, _ in passed[:RAGGED_FITTED]]
+        plan, result, steps = min(fitted, key=lambda f: (
+            not _judged(work, f[1]), f[1].metrics.end_to_end_cost_per_million_usd))
+        how += _grown(steps) + f" (the cheapest of the sample's best {len(fitted)} there)"
     return Figures("ragged", _judged(work, result), result.metrics, plan, how,
                    f"{tried} grid points simulated", 0.0, tried)
+
+
+def _ragged_on(kind: str, tokens: int, delay_ms: int, ceiling: int, floor: int) -> Plan:
+    """The ragged plan with these knobs on a fleet of `kind`, floor..ceiling instances."""
+    return replace(ragged_plan(tokens, delay_ms, GPU_MEMORY_MB, ceiling), backend="gpu",
+                   instance_type=kind, min_instances=floor, max_instances=ceiling)
+
+
+def smallest_passing(sizes: Sequence[int],
+                     run: Callable[[int], SimResult | None]) -> tuple[int, SimResult] | None:
+    """The smallest of `sizes` (ascending) whose run passes (not None), by bisection: a larger
+    fleet never does worse on the same batches. None if even the largest fails."""
+    lo, hi, found = 0, len(sizes) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        result = run(sizes[mid])
+        if result is None:
+            lo = mid + 1
+        else:
+            found, hi = (sizes[mid], result), mid - 1
+    return found

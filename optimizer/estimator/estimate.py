@@ -44,6 +44,8 @@ shows at high rate scales where it holds about 1% of requests.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from buffers.plan import BackendType, BufferSpec, DispatchMode, Plan
@@ -121,20 +123,53 @@ def _per_opener(form: BatchFormation, svc: Service) -> tuple[np.ndarray, np.ndar
     return np.einsum("ks,s->k", given, by_size)[at], np.einsum("ks,s->k", given, sizes)[at]
 
 
-def estimate_buffer(spec: BufferSpec, ctx: EstimatorContext) -> tuple[BufferMetrics, LatencyCdf]:
-    """One buffer's expected figures and its latency distribution (managed mode: esm.py)."""
-    if spec.dispatch_mode is DispatchMode.MANAGED:
-        return estimate_managed_buffer(spec, ctx)
+@dataclass(frozen=True)
+class BufferShape:
+    """What a dispatcher-mode buffer's batches look like: its share of the requests, its
+    lengths, how its batches form and their model time per size."""
+
+    p: float  # P(a request's length is in the buffer's range)
+    pmf: np.ndarray  # the length pmf over the range (unnormalised: sums to p)
+    cdf: np.ndarray  # the range's length cdf given the buffer
+    lengths: np.ndarray
+    form: BatchFormation
+    svc: Service
+
+    def metrics(self, ctx: EstimatorContext, spec: BufferSpec, cdf_ms: LatencyCdf,
+                cold_starts: float) -> BufferMetrics:
+        """The buffer's figures for a latency distribution and expected cold starts."""
+        requests = self.p * ctx.requests
+        return BufferMetrics(
+            requests=requests, invocations=float(np.sum(self.svc.batches)),
+            cost=buffer_cost(ctx, spec, requests, self.svc, cold_starts),
+            **tail_figures([cdf_ms], ctx.slo_ms, 0.0),
+            real_tokens=requests * float(np.sum(self.pmf * self.lengths)) / self.p,
+            padded_tokens=float(np.sum(self.svc.batches * self.svc.sizes * self.svc.padded)),
+            cold_starts=cold_starts)
+
+
+def buffer_shape(spec: BufferSpec, ctx: EstimatorContext) -> BufferShape | None:
+    """The buffer's batch formation and service times (None when it gets no requests)."""
     pmf = ctx.length_pmf[spec.min_length: spec.max_length + 1]
     p = float(np.sum(pmf))
     if p <= 0.0 or ctx.requests == 0:
-        return empty_buffer(ctx, spec)
+        return None
     lengths = np.arange(spec.min_length, spec.max_length + 1, dtype=np.float64)
     cdf = np.minimum(np.cumsum(pmf) / p, 1.0)
     p = min(p, 1.0)
     form = batch_formation(ctx.counts(spec.timeout_ms), p, _effective_batch(spec, cdf, lengths))
     svc = service_by_size(ctx, spec, p * form.size_weights(), cdf, lengths)
-    requests = p * ctx.requests
+    return BufferShape(p, pmf, cdf, lengths, form, svc)
+
+
+def estimate_buffer(spec: BufferSpec, ctx: EstimatorContext) -> tuple[BufferMetrics, LatencyCdf]:
+    """One buffer's expected figures and its latency distribution (managed mode: esm.py)."""
+    if spec.dispatch_mode is DispatchMode.MANAGED:
+        return estimate_managed_buffer(spec, ctx)
+    shape = buffer_shape(spec, ctx)
+    if shape is None:
+        return empty_buffer(ctx, spec)
+    p, form, svc = shape.p, shape.form, shape.svc
     batches = max(float(np.sum(svc.batches)), 1e-300)
     busy_ms = rounded_busy(float(np.sum(svc.batches * svc.service_ms)) / batches)
     stream = LaunchStream(p, p * form.openers, form.timeout_probability(), spec.timeout_ms,
@@ -142,15 +177,8 @@ def estimate_buffer(spec: BufferSpec, ctx: EstimatorContext) -> tuple[BufferMetr
                           spec.max_concurrency, service_cv2(svc))
     load = platform_load(ctx.arrivals_s, ctx.positions, ctx.keep_alive_start, stream,
                          ctx.rules.cold_start_ms)
-    cdf_ms = _latency(ctx, spec, form, svc, load, requests)
-    metrics = BufferMetrics(
-        requests=requests, invocations=float(np.sum(svc.batches)),
-        cost=buffer_cost(ctx, spec, requests, svc, load.cold_starts),
-        **tail_figures([cdf_ms], ctx.slo_ms, 0.0),
-        real_tokens=requests * float(np.sum(pmf * lengths)) / p,
-        padded_tokens=float(np.sum(svc.batches * svc.sizes * svc.padded)),
-        cold_starts=load.cold_starts)
-    return metrics, cdf_ms
+    cdf_ms = _latency(ctx, spec, form, svc, load, p * ctx.requests)
+    return shape.metrics(ctx, spec, cdf_ms, load.cold_starts), cdf_ms
 
 
 def estimate(plan: Plan, ctx: EstimatorContext) -> PlanMetrics:

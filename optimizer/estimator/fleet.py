@@ -1,9 +1,10 @@
 """The analytical estimate of a gpu plan: its buffers as for lambda, then the fleet that runs
 them, from the GPU time the batches need per minute (the simulator's fleet: sim/fleet.py).
 
-Per buffer, estimate_buffer (estimate.py) gives batches, waits and service times; the per-buffer
-environment model keeps the dispatcher's max_concurrency cap, and the context is built without
-cold starts (fleet_context), since an LMI instance serves only once initialised. Then:
+Per buffer, buffer_shape (estimate.py) gives batches, batching waits and service times, once,
+for the latency and for the demand; there is no Lambda environment model (no cold starts: an
+LMI instance serves only once initialised; the dispatcher's max_concurrency cap is set at the
+fleet's ceiling by the gpu search, so the fleet binds first). Then:
 - demand per tick: each arrival i opens a batch with probability p * q_i (batching.py) whose
   expected model time is E[t | K_i]; summed per tick (60 s) over buffers, it is the GPU time
   the trace's per-minute rates need, bursts included;
@@ -28,16 +29,17 @@ import numpy as np
 
 from buffers.plan import BackendType, BufferSpec, DispatchMode, Plan
 from buffers.types import ServiceTime
-from optimizer.estimator.batching import batch_formation
 from optimizer.estimator.context import EstimatorContext
+from optimizer.estimator.environments import PlatformLoad
 from optimizer.estimator.estimate import (
-    _effective_batch,
+    BufferShape,
+    _latency,
     _per_opener,
+    buffer_shape,
     combine_buffers,
-    estimate_buffer,
 )
 from optimizer.estimator.latency import LatencyCdf
-from optimizer.estimator.pieces import service_by_size
+from optimizer.estimator.pieces import empty_buffer
 from optimizer.platform.gpu_cost import FleetBill, FleetBilling
 from optimizer.platform.lambda_rules import LambdaRules
 from optimizer.platform.lmi_scaling import FleetBounds, ScalingRules, scale_decision
@@ -50,6 +52,12 @@ WAIT_CLASSES = 12  # fleet-wait shifts per buffer's latency mixture
 _WAIT_STEP = 1.25  # waits within this ratio share a class
 _NO_WAIT_MS = 0.5
 _MAX_RHO = 0.99  # the random-wait term is capped here; beyond it the fluid backlog takes over
+# A buffer on the fleet waits for instances, not for Lambda environments: no cold starts, and
+# its dispatcher cap is the fleet's ceiling (optimizer/search/gpu.py), so the fleet binds first.
+_NO_ENVIRONMENT_WAIT = PlatformLoad(cold_starts=0.0, startup_overflow=0.0, share=np.zeros(1),
+                                    backlog_ms=np.zeros(1), busy_chance=np.zeros(1),
+                                    wait_class=np.zeros(1, dtype=np.int64),
+                                    class_means_ms=np.zeros(1))
 
 
 def fleet_context(arrivals_s: np.ndarray, lengths: np.ndarray, service_ms: ServiceTime,
@@ -124,20 +132,11 @@ class FleetEstimator:
         self._ticks = int(self._tick_of.max(initial=0)) + 1
         self._parts: dict[BufferSpec, tuple[BufferMetrics, LatencyCdf, np.ndarray]] = {}
 
-    def _demand_s(self, spec: BufferSpec) -> np.ndarray:
+    def _demand_s(self, shape: BufferShape) -> np.ndarray:
         """Expected GPU-seconds of the buffer's batches opened in each tick."""
-        ctx = self.ctx
-        pmf = ctx.length_pmf[spec.min_length: spec.max_length + 1]
-        p = min(float(np.sum(pmf)), 1.0)
-        if p <= 0.0 or ctx.requests == 0:
-            return np.zeros(self._ticks)
-        lengths = np.arange(spec.min_length, spec.max_length + 1, dtype=np.float64)
-        cdf = np.minimum(np.cumsum(pmf) / p, 1.0)
-        form = batch_formation(ctx.counts(spec.timeout_ms), p, _effective_batch(spec, cdf,
-                                                                                lengths))
-        svc = service_by_size(ctx, spec, p * form.size_weights(), cdf, lengths)
-        per_opener_ms, _ = _per_opener(form, svc)
-        return np.bincount(self._tick_of, weights=p * form.openers * per_opener_ms / 1000.0,
+        per_opener_ms, _ = _per_opener(shape.form, shape.svc)
+        return np.bincount(self._tick_of,
+                           weights=shape.p * shape.form.openers * per_opener_ms / 1000.0,
                            minlength=self._ticks)
 
     def _part(self, spec: BufferSpec) -> tuple[BufferMetrics, LatencyCdf, np.ndarray]:
@@ -148,8 +147,15 @@ class FleetEstimator:
         key = replace(spec, name="b")
         part = self._parts.get(key)
         if part is None:
-            metrics, cdf = estimate_buffer(spec, self.ctx)
-            part = self._parts[key] = (metrics, cdf, self._demand_s(spec))
+            shape = buffer_shape(spec, self.ctx)
+            if shape is None:
+                metrics, cdf = empty_buffer(self.ctx, spec)
+                part = (metrics, cdf, np.zeros(self._ticks))
+            else:  # waits for the fleet are added per plan (__call__), none for environments
+                cdf = _latency(self.ctx, spec, shape.form, shape.svc, _NO_ENVIRONMENT_WAIT,
+                               shape.p * self.ctx.requests)
+                part = (shape.metrics(self.ctx, spec, cdf, 0.0), cdf, self._demand_s(shape))
+            self._parts[key] = part
         return part
 
     def __call__(self, plan: Plan) -> PlanMetrics:

@@ -3,9 +3,11 @@
 The service time depends on the instance's GPU (a profile measured on one GPU is moved to
 another by gpu_instances.scale_model, labelled an estimate), so each catalogued type gets its
 own estimator context and simulator inputs, and the usual search (optimize.py) runs over the
-buffers and the fleet's bounds (min_instances, max_instances) on that type. A handful of types
-is enumerated exactly rather than handed to the GP as a categorical. The answer is the plan
-whose simulated end-to-end cost is lowest among the types' winners.
+buffers and the fleet's bounds (min_instances, max_instances) on that type, started from knee
+seeds (gpu_seeds.py). A handful of types is enumerated rather than handed to the GP as a
+categorical, by successive halving: every type gets a short search, the two cheapest a long
+one, so the budget is the whole search's, not each type's. The answer is the plan whose
+simulated end-to-end cost is lowest among the types' winners.
 
 Per-buffer concurrency: a gpu buffer's max_concurrency is the dispatcher's cap on its batches in
 flight; the space sets it to the largest fleet searched (within the account's 1,000 in total),
@@ -14,6 +16,7 @@ so that the fleet, not the dispatcher, bounds how many batches run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -29,13 +32,17 @@ from optimizer.platform.latency_model import GpuLatencyModel
 from optimizer.platform.lmi_scaling import ScalingRules
 from optimizer.platform.plan_cost import FleetSettings
 from optimizer.platform.pricing import Pricing
+from optimizer.search.encoding import Encoding
+from optimizer.search.gpu_seeds import knee_seeds
 from optimizer.search.optimize import Progress, optimize
 from optimizer.search.result import SearchResult
 from optimizer.search.space import SearchSpace, make_space
 from optimizer.sim.inputs import SimInputs
 
-# Fleet ceilings to try, about 1.5x apart from the default floor of three.
-MAX_INSTANCES_LADDER = (3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+# Fleet bounds to try: every count to 8, then steps of at most 25%, so that a fleet sized to
+# its load is never more than a step (12-25%) above it.
+MAX_INSTANCES_LADDER = (3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64)
+FINALISTS = 2  # instance types that go on to the second round of optimize_gpu
 
 
 def service_for(model: GpuLatencyModel, instance_type: str) -> GpuLatencyModel:
@@ -55,7 +62,8 @@ def gpu_space(instance_type: str, max_buffers: int = 4, *, slo_ms: float = 1000.
     """make_space's grids for the gpu backend: one memory (a GPU's time does not depend on
     it), dispatcher mode, and the fleet's bounds on `instance_type`."""
     ceilings = tuple(sorted(set(max_instances)))
-    cap = max(MIN_CONCURRENCY, min(ceilings[-1], MAX_CONCURRENCY // max_buffers))
+    largest = max(ceilings[-1], max(min_instances))  # a ceiling under a floor is raised to it
+    cap = max(MIN_CONCURRENCY, min(largest, MAX_CONCURRENCY // max_buffers))
     base = make_space("dispatcher", max_buffers, "x86", slo_ms=slo_ms, batch_range=batch_range,
                       timeout_range_ms=timeout_range_ms,
                       memory_range_mb=(GPU_MEMORY_MB, GPU_MEMORY_MB),
@@ -106,22 +114,55 @@ class GpuSearchResult:
 def optimize_gpu(work: GpuWorkload, percentile: float, evals: int, seed: int, *,
                  instance_types: Sequence[str] | None = None, max_buffers: int = 4,
                  space_options: dict[str, Any] | None = None,
-                 progress: Progress | None = None) -> GpuSearchResult:
+                 progress: Progress | None = None,
+                 seeds: Sequence[Plan] = ()) -> GpuSearchResult:
     """Search buffers and fleet on each instance type (default: the whole catalogue).
 
-    Parameters: work the workload and GPU profile; evals the estimate budget per type;
-    space_options extra keyword arguments for gpu_space (batch_range, max_instances, ...).
+    Parameters: work the workload and GPU profile; evals the budget of estimates over all the
+    types: with several, a first round gives each type an equal part of half of it, and the
+    FINALISTS types whose first-round plans simulate cheapest share the other half, each
+    seeded with its first-round plan (successive halving: a type that cannot win stops
+    early); space_options extra keyword arguments for gpu_space (batch_range, max_instances,
+    ...); seeds plans told to every type's search first (moved to its instance type), besides
+    each type's knee seeds (optimizer/search/gpu_seeds.py).
     Returns: GpuSearchResult with every type's SearchResult and the cheapest as `best`.
     """
     kinds = tuple(instance_types) if instance_types is not None else tuple(sorted(INSTANCES))
-    by_type: dict[str, SearchResult] = {}
-    for kind in kinds:
+    if not kinds:
+        raise ValueError("instance_types must name at least one instance type, got none")
+    scaling = work.scaling or ScalingRules()
+
+    def run(kind: str, budget: int, extra: Sequence[Plan]) -> SearchResult:
         service = service_for(work.model, kind)
         ctx = fleet_context(work.arrivals_s, work.lengths, service, work.pricing, work.slo_ms,
                             work.rules, fleet=work.fleet)
         sim = SimInputs(work.arrivals_s, work.lengths, service, work.pricing, work.rules,
                         work.fleet, work.scaling)
         space = gpu_space(kind, max_buffers, slo_ms=work.slo_ms, **(space_options or {}))
-        by_type[kind] = optimize(ctx, sim, space, work.slo_ms, percentile, evals, seed,
-                                 progress)
+        told = [replace(p, instance_type=kind) for p in (*extra, *seeds)]
+        told += knee_seeds(space, Encoding.build(space, work.lengths).cuts, service,
+                           work.arrivals_s, work.lengths, work.slo_ms,
+                           scaling.target_utilization)
+        return optimize(ctx, sim, space, work.slo_ms, percentile, max(budget, 1), seed,
+                        progress, seeds=told)
+
+    if len(kinds) == 1:
+        return GpuSearchResult({kinds[0]: run(kinds[0], evals, ())})
+    first = max(1, evals // (2 * len(kinds)))
+    by_type = {kind: run(kind, first, ()) for kind in kinds}
+    finalists = sorted(kinds, key=lambda k: _rank(by_type[k]))[:FINALISTS]
+    second = max(1, (evals - first * len(kinds)) // len(finalists))
+    for kind in finalists:
+        earlier = by_type[kind]
+        again = run(kind, second, (earlier.plan,) if earlier.plan is not None else ())
+        best = min((earlier, again), key=_rank)
+        by_type[kind] = replace(best, evaluations=earlier.evaluations + again.evaluations,
+                                wall_s=earlier.wall_s + again.wall_s)
     return GpuSearchResult(by_type)
+
+
+def _rank(result: SearchResult) -> tuple[bool, float]:
+    """Feasible first, then by simulated end-to-end cost."""
+    if not result.feasible or result.simulated is None:
+        return (True, math.inf)
+    return (False, result.simulated.end_to_end_cost_per_million_usd)

@@ -3,7 +3,8 @@
 A step moves one buffer's field one choice up or down, moves a boundary to the next candidate,
 splits a buffer or merges two; a pair step moves two buffers' fields at once. Every plan
 yielded is valid (a move that breaks a rule, e.g. managed mode's, yields nothing). A gpu plan's
-steps keep its fleet, and a fleet step moves min_instances or max_instances one choice.
+steps keep its fleet, and a fleet step (tried first) moves min_instances or max_instances one
+choice.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ SPLITS = (0.25, 0.5, 0.75)  # where (in boundary candidates) a split move cuts a
 
 
 def steps(enc: Encoding, plan: Plan) -> Iterator[Plan]:
-    """Plans one step away: one buffer's field one choice up or down, then (without a
-    layout) a boundary moved to the next candidate, a buffer split, two buffers merged, then
-    (gpu) a fleet bound one choice up or down."""
-    yield from (_same_fleet(step, plan) for step in _buffer_steps(enc, plan))
+    """Plans one step away: (gpu) a fleet bound one choice up or down first, as the fleet is
+    most of a gpu plan's bill and the polish takes the first step that improves; then one
+    buffer's field one choice up or down, then (without a layout) a boundary moved to the
+    next candidate, a buffer split, two buffers merged."""
     yield from _fleet_steps(enc, plan)
+    yield from (_same_fleet(step, plan) for step in _buffer_steps(enc, plan))
 
 
 def _same_fleet(step: Plan, plan: Plan) -> Plan:
@@ -38,12 +40,18 @@ def _same_fleet(step: Plan, plan: Plan) -> Plan:
 def _fleet_steps(enc: Encoding, plan: Plan) -> Iterator[Plan]:
     if plan.backend is BackendType.LAMBDA or enc.space.instance_type is None:
         return
+    ceilings = enc.space.max_instances
     for name in FLEET_FIELDS:
         choices = getattr(enc.space, name)
         at = _nearest(choices, getattr(plan, name))
         for j in (at - 1, at + 1):
             if 0 <= j < len(choices):
-                yield from _valid(partial(replace, plan, **{name: choices[j]}))
+                change = {name: choices[j]}
+                if name == "min_instances":  # as Encoding.decode: a ceiling under the floor is
+                    # raised to it, and one raised so (not a choice) moves with the floor
+                    ceiling = plan.max_instances if plan.max_instances in ceilings else 0
+                    change["max_instances"] = max(ceiling, choices[j])
+                yield from _valid(partial(replace, plan, **change))
 
 
 def _buffer_steps(enc: Encoding, plan: Plan) -> Iterator[Plan]:
