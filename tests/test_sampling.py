@@ -51,6 +51,21 @@ def test_one_minute_is_drawn_from_each_stratum_and_glued_in_order() -> None:
         sampled(lambda a, b: {}, arrivals, lengths, 5, 1)
 
 
+def test_pieces_shorter_than_a_minute_are_drawn_and_glued_the_same_way() -> None:
+    arrivals = np.sort(np.random.default_rng(0).uniform(0.0, 60.0, 3_000))  # twelve 5 s pieces
+    sample = sample_minutes(arrivals, np.arange(arrivals.size), 3, np.random.default_rng(2),
+                            piece_s=5.0)
+    assert sample.fraction == 0.25 and sample.arrivals_s[-1] < 15.0
+    assert [m // 4 for m in sample.minutes.tolist()] == [0, 1, 2]
+    slot = (sample.arrivals_s // 5.0).astype(int)
+    np.testing.assert_allclose(sample.arrivals_s - slot * 5.0,
+                               arrivals[sample.picks] - sample.minutes[slot] * 5.0)
+    with pytest.raises(ValueError, match="5 s pieces"):
+        sample_minutes(arrivals, arrivals, 13, np.random.default_rng(2), piece_s=5.0)
+    with pytest.raises(ValueError, match="piece_s must be > 0"):
+        sample_minutes(arrivals, arrivals, 1, np.random.default_rng(2), piece_s=0.0)
+
+
 @cache
 def _dense() -> tuple[np.ndarray, np.ndarray]:
     """The azure-code hour superposed 30x (265k requests), lengths drawn as short texts."""

@@ -49,10 +49,17 @@ from optimizer.search.space import make_space
 from optimizer.sim.engine import SimResult, simulate
 from optimizer.sim.inputs import SimInputs
 from optimizer.sim.ragged import SERVICE_TIME_LABEL, ragged_plan
+from optimizer.workload.sampling import MINUTE_S
 
 RAGGED_CEILINGS = (3, 6, 12, 24, 48)  # the ragged fleet's max_instances grid (whole traces)
 FLEET_REPAIR_STEPS = 4  # a sampled plan's fixed fleet may grow this many ladder steps
 RAGGED_FITTED = 3  # the ragged grid's cheapest points on a sample, fitted to the whole trace
+# The fleet searches' samples: pieces of FLEET_PIECE_S seconds, about FLEET_SAMPLE_REQUESTS
+# requests in all (3 pieces at 1000x). Shorter than minutes, since a fixed fleet (below) has no
+# per-minute state to keep and a batch's state lasts a timeout (<= the SLO); the estimator's
+# opener solve is linear in the requests, so a 3x5 s sample estimates ~4x faster than a minute.
+FLEET_SAMPLE_REQUESTS = 40_000
+FLEET_PIECE_S = 5.0
 # per-buffer MaximumConcurrency choices, up to the account's 1,000 over 4 buffers
 LAMBDA_CONCURRENCIES = (2, 4, 8, 16, 32, 64, 128, 250)
 
@@ -78,10 +85,10 @@ def wide_tuner(seed: int) -> Tuner:
     return tune
 
 
-def search_sample(work: RateWork, seed: int = 0,
-                  sample_requests: int = DENSE_REQUESTS) -> tuple[np.ndarray, np.ndarray, str]:
+def search_sample(work: RateWork, seed: int = 0, sample_requests: int = DENSE_REQUESTS,
+                  piece_s: float = MINUTE_S) -> tuple[np.ndarray, np.ndarray, str]:
     """The arrivals and lengths a search runs on, and a note (empty: the whole trace)."""
-    return dense_sample(work.arrivals_s, work.lengths, seed, sample_requests)
+    return dense_sample(work.arrivals_s, work.lengths, seed, sample_requests, piece_s)
 
 
 def _judged(work: RateWork, result: SimResult) -> bool:
@@ -126,7 +133,7 @@ def lambda_searcher(backend: Backend, evals: int, seed: int, max_buffers: int = 
 def gpu_searcher(model: GpuLatencyModel, pricing: Pricing, evals: int, seed: int,
                  max_buffers: int = 4, instance_types: Sequence[str] | None = None,
                  space_options: dict[str, Any] | None = None,
-                 sample_requests: int = DENSE_REQUESTS) -> Searcher:
+                 sample_requests: int = FLEET_SAMPLE_REQUESTS) -> Searcher:
     """MBS or BATCH on the GPU fleet: optimize_gpu over the instance types, its best plan;
     BATCH's plan seeds MBS's search at the same rate if BATCH ran first (a one-buffer plan is
     in MBS's space, so MBS then starts no worse); ragged on the instance type MBS chose at the
@@ -140,7 +147,7 @@ def gpu_searcher(model: GpuLatencyModel, pricing: Pricing, evals: int, seed: int
             return ragged_on_fleet(work, model, pricing, (same,) if same else instance_types,
                                    seed, sample_requests=sample_requests)
         k = _buffers(policy, max_buffers)
-        arrivals, lengths, note = search_sample(work, seed, sample_requests)
+        arrivals, lengths, note = search_sample(work, seed, sample_requests, FLEET_PIECE_S)
         options = dict(space_options or {})
         if note:  # minutes too few for the fleet to scale within: a fixed fleet, searched
             options.setdefault("min_instances", MAX_INSTANCES_LADDER)
@@ -210,10 +217,10 @@ def _on_fleet(work: RateWork, plan: Plan, model: GpuLatencyModel, pricing: Prici
 def ragged_on_fleet(work: RateWork, model: GpuLatencyModel, pricing: Pricing,
                     instance_types: Sequence[str] | None = None, seed: int = 0,
                     ceilings: Sequence[int] = RAGGED_CEILINGS,
-                    sample_requests: int = DENSE_REQUESTS) -> Figures:
+                    sample_requests: int = FLEET_SAMPLE_REQUESTS) -> Figures:
     """The ragged baseline on the fleet: the cheapest grid point meeting the SLO by simulation
     (token budget x queue delay x fleet ceiling, on each instance type), one batch per GPU."""
-    arrivals, lengths, note = search_sample(work, seed, sample_requests)
+    arrivals, lengths, note = search_sample(work, seed, sample_requests, FLEET_PIECE_S)
     passed: list[tuple[float, Plan, SimResult]] = []
     tried = 0
 

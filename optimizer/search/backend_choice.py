@@ -40,19 +40,21 @@ DENSE_REQUESTS = 200_000  # above this a search runs on whole minutes of the tra
 
 
 def dense_sample(arrivals_s: np.ndarray, lengths: np.ndarray, seed: int = 0,
-                 sample_requests: int = DENSE_REQUESTS) -> tuple[np.ndarray, np.ndarray, str]:
-    """The trace, or whole minutes of a dense one (about sample_requests requests), and a
-    note saying which (empty: the whole trace)."""
+                 sample_requests: int = DENSE_REQUESTS,
+                 piece_s: float = MINUTE_S) -> tuple[np.ndarray, np.ndarray, str]:
+    """The trace, or whole pieces of piece_s seconds (minutes by default) of a dense one (about
+    sample_requests requests), and a note saying which (empty: the whole trace)."""
     count = len(arrivals_s)
     if count <= sample_requests:
         return arrivals_s, lengths, ""
-    total = max(1, math.ceil(float(arrivals_s[-1]) / MINUTE_S))
-    minutes = max(1, min(total, round(sample_requests * total / count)))
-    sample = sample_minutes(arrivals_s, lengths, minutes, np.random.default_rng([seed, minutes]))
+    total = max(1, math.ceil(float(arrivals_s[-1]) / piece_s))
+    pieces = max(1, min(total, round(sample_requests * total / count)))
+    sample = sample_minutes(arrivals_s, lengths, pieces,
+                            np.random.default_rng([seed, pieces]), piece_s)
+    unit = "minutes" if piece_s == MINUTE_S else f"{piece_s:g} s pieces"
     return sample.arrivals_s, sample.lengths, (
-        f"; searched on {minutes} of {total} minutes ({sample.arrivals_s.size} requests, "
+        f"; searched on {pieces} of {total} {unit} ({sample.arrivals_s.size} requests, "
         "optimizer/workload/sampling.py), figures simulated on the whole trace")
-
 
 
 def modelled_best(ctx: EstimatorContext, space: SearchSpace, lengths: np.ndarray,

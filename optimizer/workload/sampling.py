@@ -44,21 +44,25 @@ class MinuteSample:
 
 
 def sample_minutes(arrivals_s: np.ndarray, lengths: np.ndarray, minutes: int,
-                   rng: np.random.Generator) -> MinuteSample:
-    """One minute drawn from each of `minutes` equal strata of the trace's minutes, glued."""
+                   rng: np.random.Generator, piece_s: float = MINUTE_S) -> MinuteSample:
+    """One piece of piece_s seconds (a minute by default) drawn from each of `minutes` equal
+    strata of the trace's pieces, glued (`minutes` counts pieces when piece_s is not 60)."""
     arrivals = np.asarray(arrivals_s, dtype=np.float64)
     if arrivals.size == 0:
         raise ValueError("a sample needs arrivals, got none")
-    total = max(1, math.ceil(float(arrivals[-1]) / MINUTE_S + 1e-12))
+    if not (math.isfinite(piece_s) and piece_s > 0):
+        raise ValueError(f"piece_s must be > 0, got {piece_s}")
+    total = max(1, math.ceil(float(arrivals[-1]) / piece_s + 1e-12))
     if not 1 <= minutes <= total:
-        raise ValueError(f"minutes must be in 1..{total} (the trace's minutes), got {minutes}")
+        raise ValueError(f"minutes must be in 1..{total} (the trace's {piece_s:g} s pieces), "
+                         f"got {minutes}")
     edges = np.linspace(0, total, minutes + 1).round().astype(np.int64)
     drawn = np.array([rng.integers(lo, hi) for lo, hi in zip(edges[:-1], edges[1:],
                                                              strict=True)], dtype=np.int64)
-    bounds = np.searchsorted(arrivals, np.stack([drawn, drawn + 1]) * MINUTE_S, side="left")
+    bounds = np.searchsorted(arrivals, np.stack([drawn, drawn + 1]) * piece_s, side="left")
     picks = np.concatenate([np.arange(lo, hi) for lo, hi in bounds.T.tolist()])
     slot = np.repeat(np.arange(minutes), bounds[1] - bounds[0])
-    glued = arrivals[picks] - (drawn[slot] - slot) * MINUTE_S
+    glued = arrivals[picks] - (drawn[slot] - slot) * piece_s
     return MinuteSample(glued, np.asarray(lengths)[picks], picks, drawn, minutes / total)
 
 
