@@ -250,8 +250,13 @@ def ragged_on_fleet(work: RateWork, model: GpuLatencyModel, pricing: Pricing,
                        "the SLO", 0.0, tried)
     passed.sort(key=lambda row: row[0])
     _, plan, result = passed[0]
-    if note:  # the sample's cheapest few, each fitted to the whole trace: the cheapest there
-        fitted = [fit_fleet(work, p, model, pricing) for _, p, _ in passed[:RAGGED_FITTED]]
+    if note:  # the sample's cheapest, fitted to the whole trace; if its fleet had to grow,
+        # the next few too, and the cheapest there wins
+        fitted = []
+        for _, candidate, _ in passed[:RAGGED_FITTED]:
+            fitted.append(fit_fleet(work, candidate, model, pricing))
+            if fitted[-1][2] == 0 and _judged(work, fitted[-1][1]):
+                break
         plan, result, steps = min(fitted, key=lambda f: (
             not _judged(work, f[1]), f[1].metrics.end_to_end_cost_per_million_usd))
         how += _grown(steps) + f" (the cheapest of the sample's best {len(fitted)} there)"

@@ -33,16 +33,18 @@ from optimizer.platform.lmi_scaling import ScalingRules
 from optimizer.platform.plan_cost import FleetSettings
 from optimizer.platform.pricing import Pricing
 from optimizer.search.encoding import Encoding
-from optimizer.search.gpu_seeds import knee_seeds
+from optimizer.search.gpu_seeds import knee_batch, knee_seeds
 from optimizer.search.optimize import Progress, optimize
 from optimizer.search.result import SearchResult
-from optimizer.search.space import SearchSpace, make_space
+from optimizer.search.space import BATCH_LADDER, SearchSpace, make_space
 from optimizer.sim.inputs import SimInputs
 
 # Fleet bounds to try: every count to 8, then steps of at most 25%, so that a fleet sized to
 # its load is never more than a step (12-25%) above it.
 MAX_INSTANCES_LADDER = (3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64)
 FINALISTS = 2  # instance types that go on to the second round of optimize_gpu
+MAX_GPU_BATCH = 512  # gpu_space's default batch range's top
+KNEE_SPAN, SHORT_QUANTILE = 8, 0.1  # batch_ceiling: 8x the knee of the shortest 10%
 
 
 def service_for(model: GpuLatencyModel, instance_type: str) -> GpuLatencyModel:
@@ -54,7 +56,7 @@ def service_for(model: GpuLatencyModel, instance_type: str) -> GpuLatencyModel:
 
 
 def gpu_space(instance_type: str, max_buffers: int = 4, *, slo_ms: float = 1000.0,
-              batch_range: tuple[int, int] = (1, 512),
+              batch_range: tuple[int, int] = (1, MAX_GPU_BATCH),
               timeout_range_ms: tuple[int, int] | None = None,
               max_batch_tokens: Sequence[int] | None = None,
               min_instances: Sequence[int] = (DEFAULT_MIN_INSTANCES,),
@@ -138,7 +140,9 @@ def optimize_gpu(work: GpuWorkload, percentile: float, evals: int, seed: int, *,
                             work.rules, fleet=work.fleet)
         sim = SimInputs(work.arrivals_s, work.lengths, service, work.pricing, work.rules,
                         work.fleet, work.scaling)
-        space = gpu_space(kind, max_buffers, slo_ms=work.slo_ms, **(space_options or {}))
+        options = dict(space_options or {})
+        options.setdefault("batch_range", (1, batch_ceiling(service, work.lengths)))
+        space = gpu_space(kind, max_buffers, slo_ms=work.slo_ms, **options)
         told = [replace(p, instance_type=kind) for p in (*extra, *seeds)]
         told += knee_seeds(space, Encoding.build(space, work.lengths).cuts, service,
                            work.arrivals_s, work.lengths, work.slo_ms,
@@ -159,6 +163,17 @@ def optimize_gpu(work: GpuWorkload, percentile: float, evals: int, seed: int, *,
         by_type[kind] = replace(best, evaluations=earlier.evaluations + again.evaluations,
                                 wall_s=earlier.wall_s + again.wall_s)
     return GpuSearchResult(by_type)
+
+
+def batch_ceiling(model: GpuLatencyModel, lengths: np.ndarray) -> int:
+    """The largest batch worth searching on this GPU: KNEE_SPAN times the knee of the short
+    requests (SHORT_QUANTILE of the lengths), at most the dispatcher's MAX_GPU_BATCH. Past its
+    knee a batch is compute-bound, so a larger one serves no more per GPU-second and only
+    waits longer to fill; the span leaves room for the request fee per invocation and for
+    buffers of shorter requests still."""
+    short = np.asarray(lengths)[np.asarray(lengths) <= np.quantile(lengths, SHORT_QUANTILE)]
+    knee = knee_batch(model, short if short.size else np.asarray([1]), BATCH_LADDER)
+    return int(min(MAX_GPU_BATCH, max(KNEE_SPAN * knee, 1)))
 
 
 def _rank(result: SearchResult) -> tuple[bool, float]:
