@@ -8,6 +8,10 @@ memory, dispatch mode, concurrency) and differ only in how batches form (max_bat
 timeout_ms, max_batch_tokens): a switch is then a change of batching alone, which a dispatcher
 makes in-process and an SQS event source mapping through UpdateEventSourceMapping, while a
 memory change would start new (cold) environments and a new layout new queues.
+A gpu plan's gears also carry the fleet's bounds (min_instances, max_instances: FLEET_FIELDS),
+which the dispatcher sets with Lambda's PutFunctionScalingConfig on a switch; the backend and
+the instance type stay the plan's (one capacity provider). A level without them keeps the
+plan's bounds, and a lambda plan's levels may not hold them.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from buffers.plan import Plan, PlanError
+from buffers.plan import BackendType, Plan, PlanError
 
 GEAR_FIELDS = ("max_batch_size", "timeout_ms", "max_batch_tokens")  # what a gear may change
+FLEET_FIELDS = ("min_instances", "max_instances")  # and, on a gpu plan, its fleet's bounds
 LAYOUT_FIELDS = ("name", "min_length", "max_length", "memory_mb", "dispatch_mode",
                  "max_concurrency")
+PLAN_LAYOUT_FIELDS = ("backend", "instance_type")  # one backend and capacity provider
 
 
 @dataclass(frozen=True)
@@ -150,17 +156,25 @@ class GearSet:
             check_layout(self.plans[0], plan, f"gear {g}")
 
     def to_meta(self, extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """meta["gears"]: the rule, and per gear its batching per buffer (+ `extra` fields)."""
+        """meta["gears"]: the rule, and per gear its batching per buffer, a gpu plan's fleet
+        bounds (+ `extra` fields)."""
         levels = []
         for g, plan in enumerate(self.plans):
-            level = {"buffers": [{"name": s.name, **{f: getattr(s, f) for f in GEAR_FIELDS}}
-                                 for s in plan.buffers]}
+            level: dict[str, Any] = {"buffers": [
+                {"name": s.name, **{f: getattr(s, f) for f in GEAR_FIELDS}}
+                for s in plan.buffers]}
+            if plan.backend is BackendType.GPU:
+                level.update({f: getattr(plan, f) for f in FLEET_FIELDS})
             levels.append({**(extra[g] if extra else {}), **level})
         return {"selector": self.config.to_dict(), "levels": levels}
 
 
 def check_layout(base: Plan, other: Plan, where: str) -> None:
-    """ValueError naming the first buffer field where `other` leaves `base`'s layout."""
+    """ValueError naming the first plan or buffer field where `other` leaves `base`'s layout."""
+    for name in PLAN_LAYOUT_FIELDS:
+        if getattr(base, name) != getattr(other, name):
+            raise ValueError(f"{where}.{name} must equal the layout's {getattr(base, name)!r}, "
+                             f"got {getattr(other, name)!r}")
     if len(other.buffers) != len(base.buffers):
         raise ValueError(f"{where} has {len(other.buffers)} buffers, the layout has "
                          f"{len(base.buffers)}")
@@ -183,7 +197,25 @@ def gears_from_plan(plan: Plan) -> GearSet | None:
             by_name = {b["name"]: b for b in level["buffers"]}
             specs = tuple(replace(s, **{f: by_name[s.name][f] for f in GEAR_FIELDS})
                           for s in plan.buffers)
-            plans.append(Plan(buffers=specs, name=f"{plan.name}-gear{g}", policy=plan.policy))
+            plans.append(replace(plan, buffers=specs, name=f"{plan.name}-gear{g}", meta={},
+                                 **_level_fleet(plan, level, g)))
         return GearSet(tuple(plans), config)
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"meta.gears is not a valid gear set: {exc!r}") from None
+
+
+def _level_fleet(plan: Plan, level: dict[str, Any], g: int) -> dict[str, int]:
+    """A level's fleet bounds (the plan's where it gives none); PlanError names a bad one.
+    The gear's Plan then checks them as any gpu plan's (1 <= min <= max <= the limit)."""
+    given = {f: level[f] for f in FLEET_FIELDS if f in level}
+    if given and plan.backend is not BackendType.GPU:
+        raise PlanError(f"levels[{g}] has {sorted(given)}, which apply to backend 'gpu' only; "
+                        f"backend is {plan.backend.value!r}")
+    for name, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PlanError(f"levels[{g}].{name} must be an integer, got {value!r}")
+    try:
+        replace(plan, buffers=plan.buffers, meta={}, **given)
+    except PlanError as exc:
+        raise PlanError(f"levels[{g}]: {exc}") from None
+    return given

@@ -117,11 +117,17 @@ def format_plan(plan: Plan, modelled: PlanMetrics, simulated: PlanMetrics,
     return "\n".join(lines)
 
 
-def _gears(args: argparse.Namespace, plan: Plan, sim: Any, space: Any, bars: _Bars) -> Any:
+def _gears(args: argparse.Namespace, plan: Plan, sim: Any, space: Any) -> Any:
+    """One plan per load level; a gpu plan's gears also size its fleet (fleet_gears.py)."""
+    from optimizer.search.fleet_gears import plan_fleet_gears
     from optimizer.search.gears import plan_gears
 
-    return plan_gears(plan, sim, space, args.slo_ms, args.percentile, max(args.evals // 4, 50),
-                      args.search_seed, progress=bars)
+    search, bars = (plan_fleet_gears if plan.backend == "gpu" else plan_gears), _Bars("gears")
+    try:
+        return search(plan, sim, space, args.slo_ms, args.percentile,
+                      max(args.evals // 4, 50), args.search_seed, progress=bars)
+    finally:
+        bars.close()
 
 
 def _gear_lines(gears: Any, percentile: float) -> list[str]:
@@ -130,12 +136,17 @@ def _gear_lines(gears: Any, percentile: float) -> list[str]:
              f"req/s, down at {', '.join(f'{r:.2f}' for r in cfg.down_rps)} req/s, "
              f"dwell {cfg.min_dwell_s:g} s)"]
     for g, plan in enumerate(gears.gears.plans):
+        fleet = f"; fleet {plan.min_instances}-{plan.max_instances} x {plan.instance_type}" \
+            if plan.backend == "gpu" else ""
         lines.append(f"  gear {g}: {gears.requests[g]} requests; batch/timeout ms " + ", ".join(
-            f"{s.max_batch_size}/{s.timeout_ms}" for s in plan.buffers))
-    lines.append(f"  simulated on the whole trace: static ${gears.static.cost_per_million_usd:.4f}"
-                 f"/1M, p{percentile:g} {gears.static_percentile_ms:.0f} ms; geared "
-                 f"${gears.geared.cost_per_million_usd:.4f}/1M, p{percentile:g} "
-                 f"{gears.geared_percentile_ms:.0f} ms"
+            f"{s.max_batch_size}/{s.timeout_ms}" for s in plan.buffers) + fleet)
+    def run(m: PlanMetrics, p_ms: float) -> str:
+        hours = "" if m.instance_hours is None else f", {m.instance_hours:.2f} instance-hours"
+        return f"${m.cost_per_million_usd:.4f}/1M, p{percentile:g} {p_ms:.0f} ms{hours}"
+
+    lines.append(f"  simulated on the whole trace: static "
+                 f"{run(gears.static, gears.static_percentile_ms)}; geared "
+                 f"{run(gears.geared, gears.geared_percentile_ms)}"
                  + ("" if gears.meets_slo else " (misses the SLO: gears not written)"))
     return lines
 
@@ -235,15 +246,9 @@ def run(args: argparse.Namespace) -> int:
     meta["backend"] = {"name": backend, **({"choice": choice.to_dict()} if choice else
                                            {"forced": args.backend != "auto"})}
     plan = replace(result.plan, name="mbs-optimized", meta=meta)
-    gears = None
-    if args.gears:
-        gear_bars = _Bars("gears")
-        try:
-            gears = _gears(args, plan, sim, space, gear_bars)
-        finally:
-            gear_bars.close()
-        if gears.meets_slo:
-            plan.meta["gears"] = gears.meta()
+    gears = _gears(args, plan, sim, space) if args.gears else None
+    if gears is not None and gears.meets_slo:
+        plan.meta["gears"] = gears.meta()
     save_plan(plan, args.out)
     head = [f"mbs optimize: {spec.describe()}, {workload.count} requests; SLO "
             f"p{args.percentile:g} <= {args.slo_ms:g} ms; {args.mode} mode, {args.arch}",
@@ -251,7 +256,8 @@ def run(args: argparse.Namespace) -> int:
             f"{result.wall_s:.1f} s (seed {args.search_seed}); {result.message}"]
     if args.json:
         out = {"plan": plan.to_dict(), "out": str(Path(args.out)),
-               "search": plan.meta["search"], "backend": plan.meta["backend"]}
+               "search": plan.meta["search"], "backend": plan.meta["backend"],
+               **({"gears": gears.meta()} if gears is not None else {})}
         print(json.dumps(out, indent=2, default=str))
     else:
         print(format_plan(plan, result.estimated, result.simulated, head))

@@ -7,8 +7,10 @@ import logging
 import os
 from collections.abc import Mapping
 
+from buffers.plan import BackendType
 from buffers.types import ServiceTime
 from infra.dispatcher.config import InvokeMode, ServiceConfig, config_from_env
+from infra.dispatcher.fleet_scaling import FleetScaler, LambdaFleetScaler
 from infra.dispatcher.invoke import Invoker, LambdaInvoker, lambda_client
 from infra.dispatcher.server import serve_online
 
@@ -18,6 +20,17 @@ def _invoker(config: ServiceConfig) -> Invoker | None:
         return None  # create_app's default: the model in this process
     slots = sum(s.max_concurrency for s in config.plan.buffers)
     return LambdaInvoker(lambda_client(config.infer_timeout_s, slots), config.functions)
+
+
+def _fleet_scaler(config: ServiceConfig) -> FleetScaler | None:
+    """A gpu plan invoked on Lambda: its gears set the one GPU function's fleet bounds."""
+    if config.invoke is not InvokeMode.LAMBDA or config.plan.backend is not BackendType.GPU:
+        return None  # create_app's default: record the bounds, as no fleet runs here
+    functions = sorted(set(config.functions.values()))
+    if len(functions) != 1:
+        raise ValueError(f"a gpu plan's buffers share one GPU function; MBS_INFER_FUNCTIONS "
+                         f"names {functions}")
+    return LambdaFleetScaler.for_function(functions[0])
 
 
 def _predictor(config: ServiceConfig) -> ServiceTime | None:
@@ -38,7 +51,7 @@ def main(env: Mapping[str, str] = os.environ) -> None:
                  model=config.model, invoker=_invoker(config), policy=config.policy,
                  predict_ms=_predictor(config), slo_ms=config.slo_ms,
                  max_waiting_inputs=config.max_waiting_inputs,
-                 max_loop_lag_ms=config.max_loop_lag_ms)
+                 max_loop_lag_ms=config.max_loop_lag_ms, fleet_scaler=_fleet_scaler(config))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from functions.shared.model import StandInEmbedder, get_embedder
 from functions.shared.tokenizer import default_model_dir
 from infra.dispatcher.admission import DEFAULT_MAX_LOOP_LAG_MS
 from infra.dispatcher.errors import ApiError
+from infra.dispatcher.fleet_scaling import FleetScaler, LocalFleetScaler
 from infra.dispatcher.inputs import prepare_inputs
 from infra.dispatcher.invoke import InProcessInvoker, Invoker
 from infra.dispatcher.openai_schema import MAX_BODY_BYTES, parse_embedding_request, too_large
@@ -124,7 +125,8 @@ def create_app(plan: Plan, *, model: str = ModelChoice.MINILM, invoker: Invoker 
                policy: str | None = None, predict_ms: ServiceTime | None = None,
                slo_ms: float | None = None, max_waiting_inputs: int | None = None,
                max_loop_lag_ms: float | None = DEFAULT_MAX_LOOP_LAG_MS,
-               extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+               extra_routes: Sequence[BaseRoute] = (),
+               fleet_scaler: FleetScaler | None = None) -> Starlette:
     """The ASGI app serving `plan`.
 
     Parameters: `model` is "minilm", "stand-in" or an encoder directory (served_model);
@@ -133,14 +135,17 @@ def create_app(plan: Plan, *, model: str = ModelChoice.MINILM, invoker: Invoker 
     gives every request a deadline; `max_waiting_inputs` bounds the admission queue (default
     admission.default_queue_limit); past `max_loop_lag_ms` of event-loop lateness requests are
     refused too (None: never); `extra_routes` are served beside (the local stack's bulk API).
-    Gears come from the plan's meta, if it has them.
+    Gears come from the plan's meta, if it has them; a gpu plan's gears set its fleet's bounds
+    through `fleet_scaler` (default: LocalFleetScaler, which only records them: no fleet runs
+    beside this process).
     """
     served = served_model(model)
     invoker = invoker or in_process_invoker(model)
     service = OnlineService(plan, invoker, served.name, policy=policy, predict_ms=predict_ms,
                             slo_ms=slo_ms, gears=gears_from_plan(plan),
                             max_waiting_inputs=max_waiting_inputs,
-                            max_loop_lag_ms=max_loop_lag_ms)
+                            max_loop_lag_ms=max_loop_lag_ms,
+                            fleet_scaler=fleet_scaler or LocalFleetScaler())
     document = openapi_document(served.aliases)
 
     async def embeddings(request: Request) -> JSONResponse:

@@ -27,6 +27,7 @@ from buffers.types import Batch, Request, ServiceTime
 from infra.dispatcher import admission
 from infra.dispatcher.errors import ApiError, infer_error
 from infra.dispatcher.execute import Outcome, run_batch
+from infra.dispatcher.fleet_scaling import FleetScaler, gear_fleet
 from infra.dispatcher.inputs import PreparedInput
 from infra.dispatcher.invoke import FailureKind, InferInput, InvokeFailed, Invoker
 from infra.dispatcher.waiting import InputResult, ServiceStats, Waiting, collect
@@ -40,7 +41,8 @@ class OnlineService:
     def __init__(self, plan: Plan, invoker: Invoker, model: str, *, policy: str | None = None,
                  predict_ms: ServiceTime | None = None, slo_ms: float | None = None,
                  gears: GearSet | None = None, max_waiting_inputs: int | None = None,
-                 max_loop_lag_ms: float | None = admission.DEFAULT_MAX_LOOP_LAG_MS) -> None:
+                 max_loop_lag_ms: float | None = admission.DEFAULT_MAX_LOOP_LAG_MS,
+                 fleet_scaler: FleetScaler | None = None) -> None:
         self.plan, self.model, self.slo_ms = plan, model, slo_ms
         self.stats = ServiceStats()
         self._invoker, self._predict_ms = invoker, predict_ms
@@ -49,6 +51,7 @@ class OnlineService:
         self._batcher: MultiBufferBatcher | GearedBatcher = (
             MultiBufferBatcher(plan, self._policy) if gears is None
             else GearedBatcher(plan, gears, self._policy))
+        self._fleet = gear_fleet(plan, gears, fleet_scaler)  # a gpu plan's gears' fleet bounds
         self._router = LengthRouter(plan)
         count = len(plan.buffers)
         self._caps = [s.max_concurrency for s in plan.buffers]
@@ -72,6 +75,8 @@ class OnlineService:
         self._loop = asyncio.get_running_loop()
         self._idle = asyncio.Event()
         self._probe_lag(self._loop.time())
+        if self._fleet is not None:  # the initial gear's bounds, if not the deployed ones
+            self._fleet.observe(self._batcher.gear)
 
     def _probe_lag(self, expected_s: float) -> None:
         now = self.loop.time()
@@ -139,6 +144,8 @@ class OnlineService:
         w = Waiting(str(next(self._ids)), prepared, b, now, self.loop.create_future())
         self._batcher.enqueue(b, Request(id=w.id, length=prepared.tokens, arrival_s=now,
                                          tenant=tenant, deadline_s=deadline, payload=w), now)
+        if self._fleet is not None:  # a switch's PutFunctionScalingConfig runs in its thread
+            self._fleet.observe(self._batcher.gear)
         self._waiting += 1
         if deadline is not None and self.slo_ms is not None:
             give_up_s = admission.give_up_at_s(deadline, self._service[b].mean_s, self.slo_ms)
@@ -290,11 +297,14 @@ class OnlineService:
             if timer is not None:
                 timer.cancel()
         self._pool.shutdown(wait=False)
+        if self._fleet is not None:
+            self._fleet.close(wait=False)
 
     def snapshot(self) -> dict:
         """Queue, slot and counter state for /healthz."""
         return {"waiting_inputs": self._waiting, "waiting_limit": self.limit,
                 "in_flight": {s.name: n for s, n in zip(self.plan.buffers, self._in_flight,
                                                          strict=True)},
-                "draining": self._draining, "stats": self.stats.to_dict()}
+                "draining": self._draining, "stats": self.stats.to_dict(),
+                **({} if self._fleet is None else {"fleet": self._fleet.snapshot()})}
 

@@ -16,10 +16,14 @@
 - The replay of a gear set runs the same GearedBatcher as the dispatcher (buffers/geared.py):
   new arrivals go to the active gear's buffers, and requests already buffered leave under their
   own gear's rules.
+- What a gear may change is the gear space's (default: batching over the fixed layout) and how
+  a gear's workload is estimated is the gear context's (default: warm Lambda environments); a
+  gpu plan's gears also search the fleet's bounds (optimizer/search/fleet_gears.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,6 +45,20 @@ HYSTERESIS = 0.15  # switch up at 1.15x a boundary's rate, down at 0.85x
 RATE_TAU_S = 60.0  # the rate's time constant, and the minimum dwell in a gear
 GEAR_TRIES = 2
 MAX_GEAR_PERCENTILE = 99.99
+GearContext = Callable[[SimInputs, float, str], EstimatorContext]  # (gear workload, slo, arch)
+
+
+def warm_context(sub: SimInputs, slo_ms: float, arch: str) -> EstimatorContext:
+    """The estimator's context for a gear's workload (sub.rules: warm, see the module doc)."""
+    return EstimatorContext.build(sub.arrivals_s, sub.lengths, sub.service_ms, sub.pricing,
+                                  slo_ms, rules=sub.rules, arch=arch, fleet=sub.fleet)
+
+
+def layout_space(static: Plan, space: SearchSpace) -> SearchSpace:
+    """`space`'s batching choices over `static`'s fixed layout (what a lambda gear searches)."""
+    return SearchSpace(mode=space.mode, max_buffers=len(static.buffers), arch=space.arch,
+                       batch_sizes=space.batch_sizes, timeouts_ms=space.timeouts_ms,
+                       batch_tokens=space.batch_tokens, layout=static.buffers)
 
 
 def measured_rates(arrivals_s: np.ndarray, tau_s: float, initial_rps: float) -> np.ndarray:
@@ -122,8 +140,10 @@ class GearPlans:
 
 def plan_gears(static: Plan, sim: SimInputs, space: SearchSpace, slo_ms: float,
                percentile: float, evals: int, seed: int, config: GearConfig | None = None,
-               progress: Any = None) -> GearPlans:
-    """One plan per load level over `static`'s layout (see the module doc).
+               progress: Any = None, gear_space: SearchSpace | None = None,
+               context: GearContext = warm_context) -> GearPlans:
+    """One plan per load level over `static`'s layout (see the module doc); each gear searches
+    gear_space (default layout_space(static, space)) with `context`'s estimates.
 
     The warm gear searches target p{percentile + 100 x c}, where c is the share of requests
     that miss the SLO in a cold batch when the static plan replays the trace, so that the cold
@@ -132,16 +152,17 @@ def plan_gears(static: Plan, sim: SimInputs, space: SearchSpace, slo_ms: float,
     """
     arrivals = np.asarray(sim.arrivals_s, dtype=np.float64)
     config = config or gear_config(arrivals)
-    base = simulate(static, arrivals, sim.lengths, sim.service_ms, sim.pricing, slo_ms,
-                    rules=sim.rules, arch=space.arch)
+    gear_space = gear_space or layout_space(static, space)
+    run = {"rules": sim.rules, "arch": space.arch, "fleet": sim.fleet, "scaling": sim.scaling}
+    base = simulate(static, arrivals, sim.lengths, sim.service_ms, sim.pricing, slo_ms, **run)
     cold = base.batches.cold[base.batch_of_request] & (base.latency_ms > slo_ms)
     target = percentile + 100.0 * float(np.mean(cold))
     for _ in range(GEAR_TRIES):
         target = min(target, MAX_GEAR_PERCENTILE)
-        gears, searches, counts = _search_gears(static, sim, space, slo_ms, target, evals, seed,
-                                                config, progress)
+        gears, searches, counts = _search_gears(static, sim, gear_space, slo_ms, target, evals,
+                                                seed, config, progress, context)
         replay = simulate(static, arrivals, sim.lengths, sim.service_ms, sim.pricing, slo_ms,
-                          rules=sim.rules, arch=space.arch, gears=gears)
+                          gears=gears, **run)
         p_ms = float(np.percentile(replay.latency_ms, percentile))
         if p_ms <= slo_ms:
             break
@@ -151,30 +172,25 @@ def plan_gears(static: Plan, sim: SimInputs, space: SearchSpace, slo_ms: float,
                      p_ms <= slo_ms)
 
 
-def _search_gears(static: Plan, sim: SimInputs, space: SearchSpace, slo_ms: float,
+def _search_gears(static: Plan, sim: SimInputs, gear_space: SearchSpace, slo_ms: float,
                   percentile: float, evals: int, seed: int, config: GearConfig,
-                  progress: Any) -> tuple[GearSet, tuple[SearchResult | None, ...],
-                                          tuple[int, ...]]:
+                  progress: Any, context: GearContext
+                  ) -> tuple[GearSet, tuple[SearchResult | None, ...], tuple[int, ...]]:
     arrivals = np.asarray(sim.arrivals_s, dtype=np.float64)
     gear_of = assign_gears(arrivals, config)
     warm = replace(sim.rules or LambdaRules(), cold_start_ms=0.0)
-    layout_space = SearchSpace(mode=space.mode, max_buffers=len(static.buffers), arch=space.arch,
-                               batch_sizes=space.batch_sizes, timeouts_ms=space.timeouts_ms,
-                               batch_tokens=space.batch_tokens, layout=static.buffers)
     plans, searches = [], []
     for g in range(config.gears):
         mask = gear_of == g
         result = None
         if np.any(mask):
             sub = SimInputs(gear_clock(arrivals, gear_of, g), np.asarray(sim.lengths)[mask],
-                            sim.service_ms, sim.pricing, warm)
-            ctx = EstimatorContext.build(sub.arrivals_s, sub.lengths, sim.service_ms,
-                                         sim.pricing, slo_ms, rules=warm, arch=space.arch)
-            result = optimize(ctx, sub, layout_space, slo_ms, percentile, evals, seed + g,
-                              progress, seeds=(static,))
+                            sim.service_ms, sim.pricing, warm, sim.fleet, sim.scaling)
+            result = optimize(context(sub, slo_ms, gear_space.arch), sub, gear_space, slo_ms,
+                              percentile, evals, seed + g, progress, seeds=(static,))
         plans.append(result.plan if result is not None and result.plan is not None else static)
         searches.append(result if result is not None and result.plan is not None else None)
-    named = tuple(Plan(buffers=p.buffers, name=f"{static.name}-gear{g}", policy=static.policy)
+    named = tuple(replace(p, name=f"{static.name}-gear{g}", policy=static.policy, meta={})
                   for g, p in enumerate(plans))
     counts = tuple(int(np.sum(gear_of == g)) for g in range(config.gears))
     return GearSet(named, config), tuple(searches), counts

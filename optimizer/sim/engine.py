@@ -25,7 +25,7 @@ from optimizer.platform.lmi_scaling import ScalingRules
 from optimizer.platform.metrics import BatchLog, PlanMetrics, plan_metrics
 from optimizer.platform.plan_cost import FleetSettings, RunBilling, plan_paths
 from optimizer.platform.pricing import Pricing
-from optimizer.sim.fleet import FleetLauncher
+from optimizer.sim.fleet import FleetLauncher, bound_switches
 from optimizer.sim.launcher import Launcher
 from optimizer.sim.policy import BulkPolicy, Policy, PolicyInputs, PolicyOptions, make_policy
 from optimizer.workload.checks import check_arrivals_and_lengths
@@ -83,7 +83,7 @@ def simulate(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms
     per-minute rates (FleetSettings() when None). A gpu plan (backend "gpu") runs on its GPU
     fleet instead of Lambda environments (optimizer/sim/fleet.py, scaling by `scaling`,
     ScalingRules() when None) and is priced by instance time (optimizer/platform/gpu_cost.py);
-    its PlanMetrics.instance_hours is the fleet's.
+    its PlanMetrics.instance_hours is the fleet's; its gears may change the fleet's bounds.
     Returns: SimResult. Latency = completion - arrival (wait for the batch, wait for an
     instance, cold start if any, model time); billing per invocation rounds
     model time (+ INIT when cold and rules.bill_init) up at the plan's memory. Cost is end to
@@ -94,7 +94,7 @@ def simulate(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms
     upper = np.array([spec.max_length for spec in plan.buffers])
     routes = np.searchsorted(upper, lens, side="left")  # the LengthRouter's bisect, vectorised
     gpu = plan.backend is BackendType.GPU
-    launcher = FleetLauncher(plan, service_ms, rules, scaling) if gpu \
+    launcher = _fleet(plan, arrivals, service_ms, rules, scaling, gears) if gpu \
         else Launcher(plan, service_ms, pricing, rules)
     arrivals_list = arrivals.tolist()
     options = policy or PolicyOptions()
@@ -111,6 +111,15 @@ def simulate(plan: Plan, arrivals_s: np.ndarray, lengths: np.ndarray, service_ms
         result = replace(result, metrics=replace(result.metrics, instance_hours=hours),
                          instance_lifetimes_s=np.asarray(launcher.lifetimes, dtype=np.float64))
     return result if gears is None else replace(result, gear_of_request=events.gear_of)
+
+
+def _fleet(plan: Plan, arrivals: np.ndarray, service_ms: ServiceTime, rules: LambdaRules,
+           scaling: ScalingRules | None, gears: GearSet | None) -> FleetLauncher:
+    """A gpu plan's fleet; with gears, on each gear's bounds from its switch on."""
+    if gears is None:
+        return FleetLauncher(plan, service_ms, rules, scaling)
+    initial, switches = bound_switches(arrivals, gears)
+    return FleetLauncher(plan, service_ms, rules, scaling, initial, switches)
 
 
 def _fleet_billing(plan: Plan, launcher: FleetLauncher, billing: RunBilling) -> FleetBilling:

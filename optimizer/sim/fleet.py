@@ -27,6 +27,11 @@ decision in between may miss another buffer's batch booked after it; the cap rar
 the gpu search sets it at the fleet's ceiling (optimizer/search/gpu.py).
 Each instance's lifetime (launch decision to retirement or run end) is recorded; their sum is
 the instance-seconds billed (optimizer/platform/gpu_cost.py).
+With gears (buffers/gears.py), the fleet starts at the initial gear's bounds and takes each
+switch's bounds at its time (`bound_switches`, in time order with the decisions), as the
+dispatcher's PutFunctionScalingConfig does: a raised floor launches the missing instances at
+once (serving launch_s later, billed from the switch); a lowered floor or ceiling leaves the
+next decisions to retire the surplus, idle instances first, as scale-in does.
 Only online (dispatcher-mode) buffers run on the fleet: a gpu plan's bulk path stays on CPU
 Lambda (ARCHITECTURE.md, "The gpu backend on AWS"), with another service time, so simulate those
 buffers as a lambda plan of their own.
@@ -40,6 +45,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from buffers.gears import GearSelector, GearSet
 from buffers.plan import DispatchMode, Plan
 from buffers.types import ServiceTime
 from optimizer.platform.lambda_rules import LambdaRules
@@ -51,8 +57,11 @@ class FleetLauncher:
     """Starts batches on a shared GPU fleet and records them and the fleet's lifetimes."""
 
     def __init__(self, plan: Plan, service_ms: ServiceTime, rules: LambdaRules,
-                 scaling: ScalingRules | None = None) -> None:
-        self.bounds = FleetBounds.of(plan)
+                 scaling: ScalingRules | None = None, initial: FleetBounds | None = None,
+                 switches: Sequence[tuple[float, FleetBounds]] = ()) -> None:
+        self.bounds = initial or FleetBounds.of(plan)
+        self._switches = sorted(switches, key=lambda s: s[0])  # (time_s, bounds) still to take
+        self._next_switch = 0
         managed = [s.name for s in plan.buffers if s.dispatch_mode is DispatchMode.MANAGED]
         if managed:
             raise ValueError(f"buffers {managed} are managed (bulk path, CPU Lambda); the GPU "
@@ -167,18 +176,32 @@ class FleetLauncher:
             start_s, k = edge, k + 1
 
     def _advance(self, t: float) -> None:
-        """Bring instances up and take every scaling decision due by t, in time order."""
+        """Bring instances up, take gear bounds and every scaling decision due by t, in time
+        order (at one time: instances up, then bounds, then the decision)."""
         tick = self.scaling.tick_s
         while True:
             decision_s = self._next_tick * tick
             ready_s = self._pending[0][0] if self._pending else math.inf
-            if min(decision_s, ready_s) > t:
+            switch_s = self._switches[self._next_switch][0] \
+                if self._next_switch < len(self._switches) else math.inf
+            if min(decision_s, ready_s, switch_s) > t:
                 return
-            if ready_s <= decision_s:
+            if ready_s <= min(decision_s, switch_s):
                 heapq.heappush(self._free, heapq.heappop(self._pending))
+            elif switch_s <= decision_s:
+                self._switch(*self._switches[self._next_switch])
+                self._next_switch += 1
             else:
                 self._decide(self._next_tick)
                 self._next_tick += 1
+
+    def _switch(self, now_s: float, bounds: FleetBounds) -> None:
+        """A gear's bounds from now_s: launch up to a raised floor; retire nothing here."""
+        self.bounds = bounds
+        missing = bounds.min_instances - len(self._free) - len(self._pending)
+        for _ in range(missing):
+            heapq.heappush(self._pending, (now_s + self.scaling.launch_s,
+                                           self._new_instance(now_s)))
 
     def _window_busy(self, k: int, window_s: float) -> tuple[float, float]:
         ticks = min(self.scaling.window_ticks(window_s), k)
@@ -214,3 +237,22 @@ class FleetLauncher:
         if self.finished_s is None:
             raise RuntimeError("instance_seconds before finish")
         return float(sum(retired - launched for launched, retired in self.lifetimes))
+
+
+def bound_switches(arrivals_s: np.ndarray, gears: GearSet
+                   ) -> tuple[FleetBounds, list[tuple[float, FleetBounds]]]:
+    """A gpu gear set's fleet bounds over a trace: the initial gear's, then (time, bounds) at
+    each switch that changes them, replaying the GearSelector the batcher runs over the same
+    arrivals (buffers/geared.py), so the fleet and the batching switch at the same arrival."""
+    bounds = [FleetBounds.of(plan) for plan in gears.plans]
+    selector = GearSelector(gears.config)
+    current = bounds[selector.gear]
+    initial, switches = current, []
+    if len(set(bounds)) == 1:
+        return initial, switches  # batching gears over one fleet: no pass over the trace
+    for t in np.asarray(arrivals_s, dtype=np.float64).tolist():
+        new = bounds[selector.observe(t)]
+        if new != current:
+            switches.append((t, new))
+            current = new
+    return initial, switches

@@ -7,7 +7,9 @@ A plan with `backend: gpu` renders, in place of the per-buffer CPU `Embed*Functi
 - one infer function serving every buffer: a CUDA container image with the model baked in
   (infra/docker/infer-gpu.Dockerfile), rendered as a raw `AWS::Lambda::Function` with
   `AcceleratorConfig` and `CapacityProviderConfig`;
-- alarms on GPU utilisation, throttles and errors.
+- alarms on GPU utilisation, throttles and errors;
+- the dispatcher's permission to set the function's fleet bounds, which a plan's gears change
+  with the load (PutFunctionScalingConfig, infra/dispatcher/fleet_scaling.py).
 
 Why raw CloudFormation rather than SAM (ARCHITECTURE.md, "The gpu backend on AWS"):
 aws-sam-translator 1.115.0 refuses `AcceleratorConfig` on `AWS::Serverless::Function`, and its
@@ -31,6 +33,7 @@ from infra.aws.template.common import (
     DISPATCHER_CONDITION,
     EMBED_HANDLER,
     RenderOptions,
+    allow,
     checkov_skips,
     conditional,
     getatt,
@@ -61,6 +64,12 @@ LMI_METRIC_PERIOD_S = 300
 # AWSLambdaManagedEC2ResourceOperator managed policy" (Lambda developer guide, "Lambda operator
 # role for Lambda Managed Instances").
 OPERATOR_POLICY = "AWSLambdaManagedEC2ResourceOperator"
+DISPATCHER_TASK_ROLE = "DispatcherTaskRole"  # infra/aws/template/dispatcher.py
+FLEET_BOUNDS_POLICY = "DispatcherGpuFleetBoundsPolicy"
+# The version whose scaling configuration PutFunctionScalingConfig sets ("Qualifier ...
+# Pattern: (\$LATEST\.PUBLISHED|[0-9]+)", Lambda API reference, "PutFunctionScalingConfig"): the
+# one this function publishes and the dispatcher invokes (PublishToLatestPublished below).
+LATEST_PUBLISHED = "$LATEST.PUBLISHED"
 
 
 def _operator_role() -> dict[str, Any]:
@@ -198,6 +207,16 @@ def _function(plan: Plan, fleet: Fleet, opts: RenderOptions) -> dict[str, Any]:
         "PublishToLatestPublished": True}}
 
 
+def _fleet_bounds_policy() -> dict[str, Any]:
+    """The dispatcher's task role may set this function's fleet bounds, nothing more: a gpu
+    plan's gears change them with the load (infra/dispatcher/fleet_scaling.py). A policy of
+    its own, attached to the role, so that lambda plans' dispatchers never get it."""
+    versions = [getatt(GPU_FUNCTION, "Arn"), sub(f"${{{GPU_FUNCTION}.Arn}}:{LATEST_PUBLISHED}")]
+    return {"Type": "AWS::IAM::Policy", "Properties": {
+        "PolicyName": "set-gpu-fleet-bounds", "Roles": [ref(DISPATCHER_TASK_ROLE)],
+        "PolicyDocument": allow(["lambda:PutFunctionScalingConfig"], versions)}}
+
+
 def _alarms() -> dict[str, Any]:
     function = ("FunctionName", ref(GPU_FUNCTION))
     return {
@@ -234,6 +253,7 @@ def gpu_resources(plan: Plan, opts: RenderOptions) -> dict[str, Any]:
         GPU_FUNCTION_ROLE: _function_role(),
         GPU_FUNCTION: _function(plan, fleet, opts),
         GPU_LOG_GROUP: log_group(sub("/mbs/${AWS::StackName}/embed-gpu")),
+        FLEET_BOUNDS_POLICY: _fleet_bounds_policy(),
         **_alarms(),
     }, DISPATCHER_CONDITION)
 
