@@ -35,6 +35,11 @@ MAX_FLEET_INSTANCES = 15_000
 # An EC2 instance type is "family.size", e.g. g6.xlarge; which types the template can deploy is
 # the renderer's catalog (infra/aws/template/gpu.py), not the plan's.
 INSTANCE_TYPE_PATTERN = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
+# The torch dtype the GPU infer function runs (MBS_TORCH_DTYPE, functions/shared/model.py), kept
+# in meta["gpu_dtype"] as the GPU profile the plan was searched with measured it; absent means
+# float32, so plan files written before the key load unchanged.
+GPU_DTYPES = ("float32", "float16", "bfloat16")
+DEFAULT_GPU_DTYPE = "float32"
 
 
 class PlanError(ValueError):
@@ -96,6 +101,11 @@ class Plan:
             valid = [b.value for b in BackendType]
             raise PlanError(f"backend must be one of {valid}, got {self.backend!r}") from None
         _validate_plan(self)
+
+    @property
+    def gpu_dtype(self) -> str:
+        """The dtype the GPU infer function runs for this plan: meta["gpu_dtype"], else float32."""
+        return str(self.meta.get("gpu_dtype", DEFAULT_GPU_DTYPE))
 
     def buffer(self, name: str) -> BufferSpec:
         for spec in self.buffers:
@@ -159,6 +169,9 @@ def _validate_plan(plan: Plan) -> None:
             f"{plan.max_length}, got {expected_min - 1}"
         )
     _validate_fleet(plan)
+    dtype = plan.meta.get("gpu_dtype", DEFAULT_GPU_DTYPE)
+    if dtype not in GPU_DTYPES:
+        raise PlanError(f"meta.gpu_dtype must be one of {list(GPU_DTYPES)}, got {dtype!r}")
 
 
 def _validate_fleet(plan: Plan) -> None:

@@ -1,4 +1,5 @@
-"""A GPU profile built from a reference timing file (shipped: the H100 reference, float32)."""
+"""A GPU profile built from a reference timing file (shipped: the H100 reference, float32 and
+float16)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from infra.cli.main import main
 from optimizer.platform.latency_model import (
     DEFAULT_GPU_PROFILE,
+    PROFILES_DIR,
     GpuLatencyModel,
     load_profile,
     model_from_dict,
@@ -54,11 +56,15 @@ def test_bad_references_name_what_is_wrong(reference: dict, message: str) -> Non
         profile_from_reference(reference, source="ref.json")
 
 
-def test_the_shipped_gpu_profile_is_the_reference_float32_fit() -> None:
+@pytest.mark.parametrize(("dtype", "path"), [("float32", DEFAULT_GPU_PROFILE),
+                                           ("float16", PROFILES_DIR / "gpu_fp16.json")])
+def test_the_shipped_gpu_profile_is_the_reference_fit_of_its_dtype(dtype: str,
+                                                                   path: Path) -> None:
     reference = json.loads(SHIPPED_REFERENCE.read_text(encoding="utf-8"))
-    expected = profile_from_reference(reference, source=str(SHIPPED_REFERENCE))
-    shipped, model = load_profile(DEFAULT_GPU_PROFILE)
-    stale = f"stale: run `mbs profile --from-reference {SHIPPED_REFERENCE} --out gpu.json`"
+    expected = profile_from_reference(reference, source=str(SHIPPED_REFERENCE), dtype=dtype)
+    shipped, model = load_profile(path)
+    stale = (f"stale: run `mbs profile --from-reference {SHIPPED_REFERENCE} --dtype {dtype} "
+             f"--out {path.name}`")
     fitted = ("latency_model", "fit")
     assert {k: v for k, v in shipped.items() if k not in fitted} == \
         {k: v for k, v in expected.items() if k not in fitted}, stale

@@ -18,9 +18,15 @@ DEFAULT_SLO_MS = 1000.0
 DEFAULT_PERCENTILE = 99.0
 ARCHES = ("x86", "arm64")
 # Shipped profiles by encoder, per backend: `--profile bert-base` picks the backend's own
-# (the BERT-base ones are estimates scaled from MiniLM: optimizer/profiling/encoder_scaling.py)
+# (the BERT-base ones are estimates scaled from MiniLM: optimizer/profiling/encoder_scaling.py).
+# The -fp16 ones are for a GPU function run in float16, as serving stacks run encoders on GPUs
+# (text-embeddings-inference's default dtype is float16 on its CUDA build: `impl Default for
+# DType` in huggingface/text-embeddings-inference backends/src/dtype.rs); they have no lambda
+# profile: CPU functions run float32 (functions/shared/model.py).
 SHIPPED_ENCODERS = {"minilm": {"lambda": "cpu.json", "gpu": "gpu.json"},
-                    "bert-base": {"lambda": "bert_base_cpu.json", "gpu": "bert_base_gpu.json"}}
+                    "bert-base": {"lambda": "bert_base_cpu.json", "gpu": "bert_base_gpu.json"},
+                    "minilm-fp16": {"gpu": "gpu_fp16.json"},
+                    "bert-base-fp16": {"gpu": "bert_base_gpu_fp16.json"}}
 
 
 def resolve_plan(value: str | None) -> Plan:
@@ -106,7 +112,8 @@ def add_model_flags(parser: argparse.ArgumentParser,
     parser.add_argument("--profile", metavar="FILE",
                         help=f"latency profile JSON (default: {profile_default}), or a "
                              f"shipped encoder: {', '.join(SHIPPED_ENCODERS)} (bert-base is "
-                             "an estimate scaled from MiniLM, not measured)")
+                             "an estimate scaled from MiniLM, not measured; the -fp16 ones "
+                             "are the gpu backend's only, a float16 GPU function)")
     parser.add_argument("--pricing", metavar="FILE", help="pricing overrides JSON")
 
 
@@ -123,9 +130,14 @@ def resolve_profile(value: str | None, backend: str,
         raise ValueError(f"--profile names {len(parts)} files for {len(backends)} backends "
                          f"{list(backends)}, got {value!r}")
     part = parts[backends.index(backend)]
-    if part in SHIPPED_ENCODERS:
-        return str(PROFILES_DIR / SHIPPED_ENCODERS[part][backend])
-    return part
+    if part not in SHIPPED_ENCODERS:
+        return part
+    if backend not in SHIPPED_ENCODERS[part]:
+        own = [name for name, files in SHIPPED_ENCODERS.items() if backend in files]
+        raise ValueError(f"--profile {part!r} is a float16 GPU profile; the {backend} "
+                         f"backend's CPU functions run float32: use one of {own}, or a "
+                         f"'CPU,GPU' pair such as 'minilm,{part}'")
+    return str(PROFILES_DIR / SHIPPED_ENCODERS[part][backend])
 
 
 def add_arch_flag(parser: argparse.ArgumentParser) -> None:

@@ -300,7 +300,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                              "reference H100 timings, moved to each instance type's GPU); "
                              "lambda,gpu: MBS and BATCH on both at each --rate-scale, and the "
                              "rate where the cheaper backend changes. With two backends, "
-                             "--profile takes CPU,GPU files or a shipped encoder's name")
+                             "--profile takes CPU,GPU files or a shipped encoder's name "
+                             "(a float16 GPU function: --profile minilm,minilm-fp16; gpu plans "
+                             "record the profile's dtype in meta.gpu_dtype)")
     parser.add_argument("--instance-types", metavar="T,T", default=None,
                         help="gpu: the instance types the fleet search tries (default: every "
                              "catalogued one, optimizer/platform/gpu_instances.py)")

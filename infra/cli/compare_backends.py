@@ -8,11 +8,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from infra.cli.common import resolve_profile, workload_spec
-from optimizer.compare.across import ORDER, BackendSweep, RateWork, Searcher, run_sweep
+from optimizer.compare.across import (
+    ORDER,
+    BackendSweep,
+    Figures,
+    RateWork,
+    Searcher,
+    run_sweep,
+)
 from optimizer.compare.tuning import DEFAULT_EVALS
 from optimizer.platform.backends import BackendError, backend_type, make_backend
 from optimizer.platform.latency_model import GPU_FORM, GpuLatencyModel
@@ -33,6 +41,18 @@ def _instance_types(text: str | None) -> tuple[str, ...] | None:
     from optimizer.platform.gpu_instances import instance
 
     return tuple(instance(t.strip()).instance_type for t in text.split(",") if t.strip())
+
+
+def _with_gpu_dtype(search: Searcher, dtype: str) -> Searcher:
+    """`search`, its plans recording the dtype their GPU profile ran in (meta.gpu_dtype)."""
+    def stamped(work: RateWork, policy: str) -> Figures:
+        figures = search(work, policy)
+        if figures.plan is None:
+            return figures
+        plan = replace(figures.plan, meta={**figures.plan.meta, "gpu_dtype": dtype})
+        return replace(figures, plan=plan)
+
+    return stamped
 
 
 def real_searchers(args: argparse.Namespace, kinds: tuple[str, ...],
@@ -56,8 +76,9 @@ def real_searchers(args: argparse.Namespace, kinds: tuple[str, ...],
         if kind == "lambda":
             search = lambda_searcher(backend, evals, args.seed, args.max_buffers, args.arch)
         else:
-            search = gpu_searcher(backend.service_ms, pricing, evals, args.seed,
-                                  args.max_buffers, _instance_types(args.instance_types))
+            search = _with_gpu_dtype(gpu_searcher(
+                backend.service_ms, pricing, evals, args.seed, args.max_buffers,
+                _instance_types(args.instance_types)), backend.service_ms.dtype)
         searchers[kind] = {"batch": search, "mbs": search}  # BATCH first: it seeds MBS
         if kind == "gpu":
             searchers[kind]["ragged"] = search

@@ -7,7 +7,8 @@ Backend: by default the estimator first says which backend is cheaper end to end
 workload (optimizer/search/backend_choice.py: short estimator-only searches, modelled), prints
 why in one line, and the plan is searched for that backend; `--backend lambda|gpu` forces one.
 A gpu plan runs on an LMI fleet (buffers and fleet bounds searched on each instance type,
-optimizer/search/gpu.py), billed by instance time.
+optimizer/search/gpu.py), billed by instance time; its meta["gpu_dtype"] is the dtype its GPU
+profile was measured in (float16 for `--profile minilm-fp16`), which the template deploys.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from buffers.plan import Plan
+from buffers.plan import DEFAULT_GPU_DTYPE, Plan
 from buffers.plan_files import save_plan
 from infra.cli.common import (
     SHIPPED_ENCODERS,
@@ -170,7 +171,7 @@ def _profile_for(args: argparse.Namespace, backend: str) -> str | None:
     """The profile file for `backend`: --gpu-profile, a shipped encoder's or a 'CPU,GPU' pair
     named by --profile, or --profile itself where it is that backend's only one."""
     if backend == "gpu" and args.gpu_profile:
-        return args.gpu_profile
+        return resolve_profile(args.gpu_profile, "gpu")
     value = args.profile
     if value is None or "," in value or value in SHIPPED_ENCODERS:
         return resolve_profile(value, backend, ("lambda", "gpu"))
@@ -245,6 +246,8 @@ def run(args: argparse.Namespace) -> int:
     meta = plan_meta(args, spec.describe(), workload.arrivals_s, profile, pricing, result)
     meta["backend"] = {"name": backend, **({"choice": choice.to_dict()} if choice else
                                            {"forced": args.backend != "auto"})}
+    if backend == "gpu":  # the template deploys the function in the dtype it was planned for
+        meta["gpu_dtype"] = profile["latency_model"].get("dtype", DEFAULT_GPU_DTYPE)
     plan = replace(result.plan, name="mbs-optimized", meta=meta)
     gears = _gears(args, plan, sim, space) if args.gears else None
     if gears is not None and gears.meets_slo:
@@ -292,8 +295,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                              "line); lambda: CPU Lambda; gpu: a GPU fleet on Lambda Managed "
                              "Instances (dispatcher mode only)")
     parser.add_argument("--gpu-profile", metavar="FILE", default=None,
-                        help="the GPU profile for auto and gpu (default: --profile if it "
-                             "names a shipped encoder, else optimizer/profiles/gpu.json)")
+                        help="the GPU profile for auto and gpu, a file or a shipped "
+                             f"encoder ({', '.join(SHIPPED_ENCODERS)}; default: --profile if "
+                             "it names a shipped encoder, else optimizer/profiles/gpu.json). "
+                             "The plan records the profile's dtype (meta.gpu_dtype), which "
+                             "the GPU function is deployed to run")
     parser.add_argument("--instance-types", metavar="T,T", default=None,
                         help="gpu: instance types to search (default: every catalogued one)")
     parser.add_argument("--out", required=True, metavar="PLAN",

@@ -10,6 +10,7 @@ from typing import Any
 
 from infra.cli.common import add_report_flags, emit
 from optimizer.platform.latency_model import GpuLatencyModel, model_from_dict
+from optimizer.profiling.encoder_scaling import TARGET_SHAPES
 from optimizer.profiling.profiler import MAX_FOREIGN_CORES
 
 DEFAULT_BATCHES = "1,2,4,8,16,32,64"
@@ -76,7 +77,7 @@ def _fit_line(model: Any, fit: dict[str, float] | None) -> str:
 
 def format_profile(profile: dict[str, Any]) -> str:
     """A table of measured median ms (batch rows x length columns) and the fit's error."""
-    grid = {(g["batch"], g["length"]): g["median_ms"] for g in profile["grid"]}
+    grid = {(g["batch"], g["length"]): g["median_ms"] for g in profile.get("grid", [])}
     batches = sorted({b for b, _ in grid})
     lengths = sorted({length for _, length in grid})
     lines = [f"{profile['device_name']} ({profile['device']}), torch {profile['torch']}, "
@@ -96,8 +97,9 @@ def format_profile(profile: dict[str, Any]) -> str:
     if not isinstance(model, GpuLatencyModel):
         lines.append(f"Amdahl parallel fraction p = {model.parallel_fraction:.3f}"
                      + (f" (1-thread check: max error {c['max_rel_err']:.1%})"
-                        if (c := profile["amdahl"].get("check")) else ""))
-    crowded = [g for g in profile["grid"] if g.get("foreign_cores", 0.0) > MAX_FOREIGN_CORES]
+                        if (c := profile.get("amdahl", {}).get("check")) else ""))
+    crowded = [g for g in profile.get("grid", [])
+               if g.get("foreign_cores", 0.0) > MAX_FOREIGN_CORES]
     if crowded:
         lines.append(f"warning: {len(crowded)} of {len(grid)} points were timed while other "
                      f"processes used > {MAX_FOREIGN_CORES} cores (their times run high)")
@@ -131,6 +133,24 @@ def _scale_to(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scale_encoder(args: argparse.Namespace) -> int:
+    from optimizer.profiling.encoder_scaling import scaled_profile
+
+    if not args.profile:
+        raise ValueError("--scale-encoder needs --profile FILE: the MiniLM profile to scale")
+    path = Path(args.profile)
+    if not path.is_file():
+        raise ValueError(f"--profile: no file at {path}")
+    try:
+        source = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--profile: {path} is not JSON ({err})") from None
+    profile = scaled_profile(source, target=TARGET_SHAPES[args.scale_encoder])
+    profile["scaled_from"]["file"] = str(path)
+    emit(profile, args, format_profile, indent=1)
+    return 0
+
+
 def _measure(args: argparse.Namespace, batches: list[int], lengths: list[int],
              on_point: Any) -> dict[str, Any]:
     timing = {"warmup": args.warmup, "repeats": args.repeats, "budget_s": args.budget_s,
@@ -152,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
         return _from_reference(args)
     if args.scale_to:
         return _scale_to(args)
+    if args.scale_encoder:
+        return _scale_encoder(args)
     gpu = args.device == "cuda"
     batches = parse_sizes(args.batches or (DEFAULT_GPU_BATCHES if gpu else DEFAULT_BATCHES),
                           "--batches")
@@ -223,7 +245,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                            "shipped gpu.json) to an LMI instance type (g4dn.xlarge, g5.xlarge, "
                            "g6.xlarge, g6e.xlarge) by peak throughput and memory bandwidth; "
                            "the result is labelled an estimate")
+    prof.add_argument("--scale-encoder", choices=sorted(TARGET_SHAPES), default=None,
+                      help="measure nothing: scale a MiniLM profile (--profile, CPU or GPU) "
+                           "to a larger encoder's shape by FLOPs per token "
+                           "(optimizer/profiling/encoder_scaling.py); the result is labelled "
+                           "an estimate")
     prof.add_argument("--profile", metavar="FILE",
-                      help="with --scale-to, the GPU profile to scale")
+                      help="with --scale-to or --scale-encoder, the profile to scale")
     add_report_flags(prof, "profile")
     return prof

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+from buffers.plan import DEFAULT_GPU_DTYPE, Plan
 from infra.cli.common import add_plan_flag, resolve_plan
 
 
@@ -44,6 +46,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def dtype_warning(plan: Plan) -> str | None:
+    """The line that says the local stack runs float32 where the plan asks for half precision."""
+    if plan.gpu_dtype == DEFAULT_GPU_DTYPE:
+        return None
+    # The local stack does not apply the plan's dtype: half precision is for a GPU function
+    # (functions/shared/model.py refuses it on a CPU), and the local stack serves on the CPU.
+    return (f"warning: plan {plan.name!r} was planned for a {plan.gpu_dtype} GPU function "
+            f"(meta.gpu_dtype); the local stack keeps {DEFAULT_GPU_DTYPE}, so its latencies "
+            f"and the embeddings' last digits differ from the deployed function's")
+
+
 def write_state(path: str, url: str, stack: Any) -> None:
     """Where the running service lives: its URL, moto endpoint, queues and table (for tools)."""
     res = stack.resources
@@ -61,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     from infra.local.serving import LocalService, ServeOptions
 
     plan = resolve_plan(args.plan)
+    if (warning := dtype_warning(plan)) is not None:
+        print(warning, file=sys.stderr, flush=True)
     service = LocalService(plan, ServeOptions(
         port=args.port, host=args.host, model=args.model, policy=args.policy,
         slo_ms=args.slo_ms, log_level=args.log_level, metrics=args.metrics))

@@ -20,7 +20,9 @@ a forward pass the same way):
 - CPU: `fixed_ms` (per-pass overhead, per-op dispatch in each layer) scales by layers (x2),
   `per_item_ms` (per row: embedding lookup and pooling) by hidden (x2), and the Amdahl
   parallel fraction is kept.
-The measured grid is not carried over (it is MiniLM's); `fit` is dropped with it.
+The measured grid is not carried over (it is MiniLM's); `fit` moves under `scaled_from`: it is
+the source's fit on its own grid, the only fit quality a scaled model has.
+`mbs profile --scale-encoder bert-base --profile FILE` writes one (optimizer/profiles/README.md).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class EncoderShape:
 
 MINILM = EncoderShape("all-MiniLM-L6-v2", layers=6, hidden=384, heads=12)
 BERT_BASE = EncoderShape("BERT-base (bert-base-uncased shape)", layers=12, hidden=768, heads=12)
+TARGET_SHAPES = {"bert-base": BERT_BASE}  # `mbs profile --scale-encoder NAME`
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ def scale_cpu_model(model: LatencyModel, source: EncoderShape,
 
 def scaled_profile(profile: dict[str, Any], source: EncoderShape = MINILM,
                    target: EncoderShape = BERT_BASE) -> dict[str, Any]:
-    """`profile` (CPU or GPU) moved to `target`'s shape; the grid and its fit are dropped."""
+    """`profile` (CPU or GPU) moved to `target`'s shape; the grid is dropped, and the fit kept
+    under `scaled_from` (the source's fit on its grid)."""
     model = model_from_dict(profile["latency_model"])
     if isinstance(model, GpuLatencyModel):
         scaled: GpuLatencyModel | LatencyModel = scale_gpu_model(model, source, target)
@@ -112,7 +116,8 @@ def scaled_profile(profile: dict[str, Any], source: EncoderShape = MINILM,
             "estimate": _why(source, target, r),
             "scaled_from": {"model": profile.get("model"), "shape": vars(source),
                             "target_shape": vars(target), "ratios": vars(r),
-                            "rule": "optimizer/profiling/encoder_scaling.py"},
+                            "rule": "optimizer/profiling/encoder_scaling.py",
+                            "fit": profile.get("fit")},
             "latency_model": scaled.to_dict(),
             # a model 4.9x the parameters loads longer; MiniLM's cold start is kept as a floor
             "cold_start_ms": profile.get("cold_start_ms")}

@@ -185,8 +185,10 @@ def _function(plan: Plan, fleet: Fleet, opts: RenderOptions) -> dict[str, Any]:
         "Timeout": EMBED_TIMEOUT_S,
         "Role": getatt(GPU_FUNCTION_ROLE, "Arn"),
         # cuda, not auto: a function that lost its GPU fails at its first batch, loudly, rather
-        # than serving at CPU speed on a GPU bill.
-        "Environment": {"Variables": {"POWERTOOLS_SERVICE_NAME": "embed", "MBS_DEVICE": "cuda"}},
+        # than serving at CPU speed on a GPU bill. The dtype is the one the plan's GPU profile
+        # was measured in (meta.gpu_dtype), so the function runs as it was planned.
+        "Environment": {"Variables": {"POWERTOOLS_SERVICE_NAME": "embed", "MBS_DEVICE": "cuda",
+                                      "MBS_TORCH_DTYPE": plan.gpu_dtype}},
         # A log group of its own name, not /aws/lambda/<function>: the role's log permission
         # then names the group without depending on the function (no role-function cycle).
         # LMI functions "always use the structured JSON log format" (Lambda developer guide,
