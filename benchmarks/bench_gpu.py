@@ -8,17 +8,21 @@ same hour, seeded) at 1x, 10x, 100x and 1000x, every fleet figure on a superpose
 1000x (8.8M requests in the hour) the runs use the first WINDOW_S seconds of the superposed
 hour (the rate is flat there: 1000 shifted copies smooth the bursts), so that each whole-trace
 replay of a fleet takes tens of seconds, not minutes. Lengths: drawn (seeded) from the token
-lengths of the texts the 1x workload samples (as bench_scale.py). Searches run on whole-minute
-samples of dense traces (optimizer/workload/sampling.py); every figure reported is the chosen
-plan replayed on the whole trace (optimizer/compare/backend_search.py).
+lengths of the texts the 1x workload samples (as bench_scale.py). Searches run on samples of
+dense traces (optimizer/workload/sampling.py: whole minutes on CPU Lambda, 5 s pieces for the
+fleet, whose size is fixed there and fitted to the whole trace); every figure reported is the
+chosen plan replayed on the whole trace (optimizer/compare/backend_search.py).
 (a) a compute-bound rate: BERT-base on g4dn.xlarge (T4) at 1000x, where the fleet must grow past
     its floor of three and a batch's compute exceeds the launch floor; MBS against the tuned
-    BATCH in instance-hours on the same GPU and SLO, padding for both;
+    BATCH in instance-hours on the same GPU and SLO, padding for both; for a float32 function
+    and a float16 one (bert_base_gpu_fp16.json: 6x cheaper compute per token, so the launch
+    floor matters and BATCH must batch, and pad, more);
 (b) MBS against the ragged baseline (TEI-style, service time modelled) on the same GPU;
 (c) MBS on the GPU fleet against MBS on CPU Lambda end to end, MiniLM, at 1000x and at 1x;
 (d) the crossover rate (MBS, end to end) for MiniLM and for BERT-base;
-(e) the wall time of `mbs compare --backend gpu --rate-scale 1000 --rate-mode superpose`
-    (`--time-compare`, a subprocess; or a measurement passed in with --measured-compare-s).
+(e) the wall time of `mbs compare --backend gpu --rate-scale 1000 --rate-mode superpose` at
+    its defaults (`--time-compare`, a subprocess; or a measurement passed in with
+    --measured-compare-s).
 Writes benchmarks/results/gpu.json.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_gpu.py [--time-compare]
@@ -62,6 +66,7 @@ SAMPLE_REQUESTS = 100_000  # searches on dense traces run on whole minutes of ab
 SWEEP_TYPES = ("g4dn.xlarge", "g6.xlarge")  # the cheapest T4 and L4 instances
 TARGET_TYPE = "g4dn.xlarge"  # (a), (b): the T4, where BERT-base at 1000x outgrows the floor
 RAGGED_CEILINGS = (6, 8, 12, 16)  # (b): around the fleet BERT-base needs at 1000x
+A_B_PROFILES = {"float32": "bert_base_gpu.json", "float16": "bert_base_gpu_fp16.json"}
 PROFILES = {"minilm": ("cpu.json", "gpu.json"),
             "bert-base": ("bert_base_cpu.json", "bert_base_gpu.json")}
 
@@ -102,17 +107,16 @@ def compute_bound(f: Figures, model: Any, instance_type: str, span_s: float) -> 
             "fleet_over_floor": (m.instance_hours or 0.0) / floor_h if floor_h else None}
 
 
-def targets_a_b(work: RateWork, gpu_bert: Any, pricing: Pricing) -> dict[str, Any]:
-    """(a) MBS vs tuned BATCH and (b) MBS vs ragged, BERT-base on TARGET_TYPE at 1000x."""
-    search = gpu_searcher(gpu_bert, pricing, EVALS_TARGET, 0, 4, (TARGET_TYPE,),
-                          sample_requests=SAMPLE_REQUESTS)
-    _say("(a) MBS, BERT-base, 1000x")
-    mbs = search(work, "mbs")
-    _say("(a) BATCH, BERT-base, 1000x")
+def targets_a_b(work: RateWork, model: Any, pricing: Pricing, label: str) -> dict[str, Any]:
+    """(a) MBS vs tuned BATCH and (b) MBS vs ragged, one encoder and dtype on TARGET_TYPE at
+    1000x; BATCH runs first and its plan seeds MBS's search (as in `mbs compare`)."""
+    search = gpu_searcher(model, pricing, EVALS_TARGET, 0, 4, (TARGET_TYPE,))
+    _say(f"(a) BATCH, {label}, 1000x")
     batch = search(work, "batch")
-    _say("(b) ragged, BERT-base, 1000x")
-    ragged = ragged_on_fleet(work, gpu_bert, pricing, (TARGET_TYPE,), 0, RAGGED_CEILINGS,
-                             SAMPLE_REQUESTS)
+    _say(f"(a) MBS, {label}, 1000x")
+    mbs = search(work, "mbs")
+    _say(f"(b) ragged, {label}, 1000x")
+    ragged = ragged_on_fleet(work, model, pricing, (TARGET_TYPE,), 0)
     span_s = float(work.arrivals_s[-1])
 
     def hours(f: Figures) -> float | None:
@@ -123,8 +127,8 @@ def targets_a_b(work: RateWork, gpu_bert: Any, pricing: Pricing) -> dict[str, An
 
     return {
         "rate": "1000x superposed, first 600 s", "instance_type": TARGET_TYPE,
-        "model": "BERT-base-shaped (estimate, scaled from MiniLM), fp32 as gpu.json",
-        "compute_bound_evidence": compute_bound(mbs, gpu_bert, TARGET_TYPE, span_s)
+        "model": label, "function_dtype": model.dtype,
+        "compute_bound_evidence": compute_bound(mbs, model, TARGET_TYPE, span_s)
         if mbs.metrics else None,
         "mbs": figures_dict(mbs), "batch": figures_dict(batch), "ragged": figures_dict(ragged),
         "mbs_over_batch_instance_hours": ratio(hours(mbs), hours(batch)),
@@ -143,8 +147,7 @@ def sweep(encoder: str, works: list[RateWork], pricing: Pricing) -> dict[str, An
     _, gpu = load_profile(PROFILES_DIR / gpu_file, backend="gpu")
     searchers = {"lambda": {"mbs": lambda_searcher(lam, EVALS_SWEEP, 0, 4,
                                                    sample_requests=SAMPLE_REQUESTS)},
-                 "gpu": {"mbs": gpu_searcher(gpu, pricing, EVALS_SWEEP, 0, 4, SWEEP_TYPES,
-                                             sample_requests=SAMPLE_REQUESTS)}}
+                 "gpu": {"mbs": gpu_searcher(gpu, pricing, EVALS_SWEEP, 0, 4, SWEEP_TYPES)}}
     result = run_sweep(works, searchers, {"lambda": {"profile": cpu_file, "model": encoder},
                                           "gpu": {"profile": gpu_file, "model": encoder}},
                        "superpose", lambda msg: _say(f"({encoder}) {msg}"))
@@ -163,18 +166,11 @@ def gpu_over_cpu(report: dict[str, Any], scale: float) -> dict[str, Any]:
             "cheaper": row["cheaper"]["mbs"]}
 
 
-COMPARE_EVALS, COMPARE_TYPES = 60, "g6.xlarge"  # (e)'s budget: the defaults take far longer
-
-
 def time_compare() -> dict[str, Any]:
-    """(e): the 1000x gpu compare at a reduced budget, timed, and the defaults extrapolated
-    from its searches' seconds per estimate (the rest of the run does not grow with evals)."""
-    from optimizer.compare.tuning import DEFAULT_EVALS
-    from optimizer.platform.gpu_instances import INSTANCES
-
+    """(e): `mbs compare --backend gpu --rate-scale 1000 --rate-mode superpose` at its
+    defaults (every instance type, the default evals), timed as a subprocess."""
     cmd = [sys.executable, "-m", "infra.cli.main", "compare", "--backend", "gpu",
-           "--rate-scale", "1000", "--rate-mode", "superpose", "--json",
-           "--evals", str(COMPARE_EVALS), "--instance-types", COMPARE_TYPES]
+           "--rate-scale", "1000", "--rate-mode", "superpose", "--json"]
     started = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,  # nosec B603
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -185,17 +181,10 @@ def time_compare() -> dict[str, Any]:
         out["stderr_tail"] = done.stderr[-2000:]
         return out
     row = json.loads(done.stdout)["rates"][0]["backends"]["gpu"]
-    searches = [row[p]["search"] for p in ("mbs", "batch")]
-    search_s = sum(s["wall_s"] for s in searches)
-    per_eval = search_s / max(sum(s["evaluations"] for s in searches), 1)
-    default = (wall - search_s) * len(INSTANCES) + per_eval * DEFAULT_EVALS * 2 * len(INSTANCES)
-    out.update({"searches_wall_s": search_s, "seconds_per_estimate": per_eval,
-                "ragged_and_replays_s": wall - search_s,
-                "defaults_extrapolated_s": default,
-                "defaults": f"--evals {DEFAULT_EVALS} on {len(INSTANCES)} instance types",
-                "how_extrapolated": "searches at the measured seconds per estimate x the "
-                                    "default evals x 2 policies x types; the rest (workload, "
-                                    "ragged grid, whole-trace replays) x types, an upper side"})
+    out["searches"] = {p: row[p]["search"] for p in ("mbs", "batch")}
+    out["figures"] = {p: {k: row[p][k] for k in ("end_to_end_cost_per_million_usd",
+                                                "instance_hours", "padding_overhead")}
+                      for p in ("mbs", "batch", "ragged")}
     return out
 
 
@@ -218,9 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     pricing = Pricing()
     pool = token_lengths(build_workload(WorkloadSpec(seed=0)))
     works = [work_at(s, pool) for s in SCALES]
-    _, gpu_bert = load_profile(PROFILES_DIR / "bert_base_gpu.json", backend="gpu")
     earlier = json.loads(Path(args.reuse).read_text(encoding="utf-8")) if args.reuse else None
-    a_b = earlier["a_b_compute_bound"] if earlier else targets_a_b(works[-1], gpu_bert, pricing)
+    a_b = earlier["a_b_compute_bound"] if earlier else {
+        dtype: targets_a_b(works[-1], load_profile(PROFILES_DIR / name, backend="gpu")[1],
+                           pricing, f"BERT-base-shaped (estimate, scaled from MiniLM), {dtype}")
+        for dtype, name in A_B_PROFILES.items()}
     sweeps = {enc: sweep(enc, works, pricing) for enc in PROFILES}
     compare_wall: dict[str, Any] = {"status": "not measured by this run"}
     if earlier:
