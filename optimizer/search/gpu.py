@@ -39,9 +39,9 @@ from optimizer.search.result import SearchResult
 from optimizer.search.space import BATCH_LADDER, SearchSpace, make_space
 from optimizer.sim.inputs import SimInputs
 
-# Fleet bounds to try: every count to 8, then steps of at most 25%, so that a fleet sized to
-# its load is never more than a step (12-25%) above it.
-MAX_INSTANCES_LADDER = (3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64)
+# Fleet bounds to try: every count to 32 (a fixed fleet on a sample is sized to its load, and
+# a step of one instance is its own resolution), then steps of at most 12.5% to 64.
+MAX_INSTANCES_LADDER = (*range(3, 33), 36, 40, 44, 48, 52, 56, 60, 64)
 FINALISTS = 2  # instance types that go on to the second round of optimize_gpu
 MAX_GPU_BATCH = 512  # gpu_space's default batch range's top
 KNEE_SPAN, SHORT_QUANTILE = 8, 0.1  # batch_ceiling: 8x the knee of the shortest 10%
