@@ -217,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gpu.json"))
     args = parser.parse_args(argv)
     if args.quick:
-        global SCALES, EVALS_SWEEP, EVALS_TARGET
-        SCALES, EVALS_SWEEP, EVALS_TARGET = (1.0, 10.0), 8, 8
+        global SCALES, EVALS_SWEEP, EVALS_TARGET, A_B_RATES
+        SCALES, EVALS_SWEEP, EVALS_TARGET, A_B_RATES = (1.0, 10.0), 8, 8, (10.0,)
     started, load_before = time.perf_counter(), os.getloadavg()
     pricing = Pricing()
     pool = token_lengths(build_workload(WorkloadSpec(seed=0)))
