@@ -115,11 +115,11 @@ def targets_a_b(work: RateWork, model: Any, pricing: Pricing, label: str) -> dic
     """(a) MBS vs tuned BATCH and (b) MBS vs ragged, one encoder and dtype on TARGET_TYPE at
     1000x; BATCH runs first and its plan seeds MBS's search (as in `mbs compare`)."""
     search = gpu_searcher(model, pricing, EVALS_TARGET, 0, 4, (TARGET_TYPE,))
-    _say(f"(a) BATCH, {label}, 1000x")
+    _say(f"(a) BATCH, {label}, {work.rate_scale:g}x")
     batch = search(work, "batch")
-    _say(f"(a) MBS, {label}, 1000x")
+    _say(f"(a) MBS, {label}, {work.rate_scale:g}x")
     mbs = search(work, "mbs")
-    _say(f"(b) ragged, {label}, 1000x")
+    _say(f"(b) ragged, {label}, {work.rate_scale:g}x")
     ragged = ragged_on_fleet(work, model, pricing, (TARGET_TYPE,), 0)
     span_s = float(work.arrivals_s[-1])
 
