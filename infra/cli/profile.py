@@ -109,16 +109,22 @@ def format_profile(profile: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _read_json(flag: str, value: str) -> Any:
+    """The JSON file a flag names; ValueError naming the flag and the path otherwise."""
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"{flag}: no file at {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{flag}: {path} is not JSON ({err})") from None
+
+
 def _from_reference(args: argparse.Namespace) -> int:
     from optimizer.profiling.reference import profile_from_reference
 
     path = Path(args.from_reference)
-    if not path.is_file():
-        raise ValueError(f"--from-reference: no file at {path}")
-    try:
-        reference = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--from-reference: {path} is not JSON ({err})") from None
+    reference = _read_json("--from-reference", args.from_reference)
     emit(profile_from_reference(reference, source=str(path), dtype=args.dtype), args,
          format_profile, indent=1)
     return 0
@@ -139,12 +145,7 @@ def _scale_encoder(args: argparse.Namespace) -> int:
     if not args.profile:
         raise ValueError("--scale-encoder needs --profile FILE: the MiniLM profile to scale")
     path = Path(args.profile)
-    if not path.is_file():
-        raise ValueError(f"--profile: no file at {path}")
-    try:
-        source = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--profile: {path} is not JSON ({err})") from None
+    source = _read_json("--profile", args.profile)
     profile = scaled_profile(source, target=TARGET_SHAPES[args.scale_encoder])
     profile["scaled_from"]["file"] = str(path)
     emit(profile, args, format_profile, indent=1)
