@@ -161,7 +161,7 @@ _FUNCTION_SKIPS = checkov_skips(
     ("CKV_AWS_115", "Concurrency is capped by the fleet: FunctionScalingConfig's "
                     "MaxExecutionEnvironments (the plan's max_instances) times "
                     "PerExecutionEnvironmentMaxConcurrency."),
-    ("CKV_AWS_173", "The variables hold no secrets (service name, device); Lambda encrypts "
+    ("CKV_AWS_173", "The variables hold no secrets (service name, device, dtype); Lambda encrypts "
                     "them at rest with an AWS managed key."),
 )
 
