@@ -5,6 +5,7 @@ fixed fleets on a sample (moves.py), and fitting a sampled fleet to the whole tr
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -130,3 +131,24 @@ def test_a_sampled_fixed_fleet_grows_until_the_whole_trace_meets_the_slo() -> No
     # and a fleet that already holds is left alone
     same, _, none = fit_fleet(work, plan, heavy, Pricing())
     assert none == 0 and same == plan
+
+
+def test_mbs_optimize_gpu_samples_a_dense_trace_and_fits_the_fleet_to_all_of_it(
+        tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from buffers.plan_files import load_plan
+    from infra.cli.main import main
+
+    # GIVEN a trace denser than the fleet search's sample (20x superposed, 15 min: ~44k)
+    out = tmp_path / "plan.json"
+    assert main(["optimize", "--backend", "gpu", "--evals", "16", "--max-buffers", "2",
+                 "--instance-types", "g6.xlarge", "--rate-scale", "20", "--rate-mode",
+                 "superpose", "--duration", "900", "--json", "--out", str(out)]) == 0
+    # THEN the search ran on pieces, the plan's fleet is fixed, and its figures are the whole
+    # trace's replay (its request count), meeting the SLO there
+    reply = json.loads(capsys.readouterr().out)
+    plan = load_plan(out)
+    assert plan.min_instances == plan.max_instances
+    search = reply["search"]
+    assert "5 s pieces" in search["message"] and "whole trace" in search["message"]
+    simulated = plan.meta["predicted"]["simulated"]
+    assert simulated["requests"] > 40_000 and simulated["p99_ms"] <= 1000.0

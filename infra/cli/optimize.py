@@ -194,14 +194,18 @@ def _search(args: argparse.Namespace, backend: str, arrivals_s: np.ndarray,
     from optimizer.sim.inputs import SimInputs
 
     if backend == "gpu":
-        from optimizer.search.gpu import GpuWorkload, gpu_space, optimize_gpu, service_for
+        from optimizer.compare.across import RateWork
+        from optimizer.compare.backend_search import fitted_result, sampled_gpu_search
+        from optimizer.search.gpu import gpu_space, service_for
 
         profile, model = load_profile(_profile_for(args, "gpu"), backend="gpu")
-        found = optimize_gpu(GpuWorkload(arrivals_s, lengths, model, pricing, args.slo_ms),
-                             args.percentile, args.evals, args.search_seed,
-                             instance_types=_types(args), max_buffers=args.max_buffers,
-                             progress=bars)
+        work = RateWork(args.rate_scale, "", arrivals_s, lengths, args.slo_ms, args.percentile)
+        found, note = sampled_gpu_search(work, model, pricing, args.evals, args.search_seed,
+                                         instance_types=_types(args),
+                                         max_buffers=args.max_buffers, progress=bars)
         result = found.best or min(found.by_type.values(), key=lambda r: r.evaluations)
+        if note and result.plan is not None:  # a dense trace: fit the fixed fleet to it all
+            result = fitted_result(work, result, model, pricing, note)
         kind = str(result.plan.instance_type) if result.plan else "g6.xlarge"
         sim = SimInputs(arrivals_s, lengths, service_for(model, kind), pricing)
         return result, sim, gpu_space(kind, args.max_buffers, slo_ms=args.slo_ms), profile

@@ -43,8 +43,15 @@ from optimizer.platform.gpu_instances import INSTANCES
 from optimizer.platform.latency_model import GpuLatencyModel
 from optimizer.platform.pricing import Pricing
 from optimizer.search.backend_choice import DENSE_REQUESTS, dense_sample
-from optimizer.search.gpu import MAX_INSTANCES_LADDER, GpuWorkload, optimize_gpu, service_for
-from optimizer.search.optimize import optimize
+from optimizer.search.gpu import (
+    MAX_INSTANCES_LADDER,
+    GpuSearchResult,
+    GpuWorkload,
+    optimize_gpu,
+    service_for,
+)
+from optimizer.search.optimize import Progress, optimize
+from optimizer.search.result import SearchResult
 from optimizer.search.space import make_space
 from optimizer.sim.engine import SimResult, simulate
 from optimizer.sim.inputs import SimInputs
@@ -147,16 +154,11 @@ def gpu_searcher(model: GpuLatencyModel, pricing: Pricing, evals: int, seed: int
             return ragged_on_fleet(work, model, pricing, (same,) if same else instance_types,
                                    seed, sample_requests=sample_requests)
         k = _buffers(policy, max_buffers)
-        arrivals, lengths, note = search_sample(work, seed, sample_requests, FLEET_PIECE_S)
-        options = dict(space_options or {})
-        if note:  # minutes too few for the fleet to scale within: a fixed fleet, searched
-            options.setdefault("min_instances", MAX_INSTANCES_LADDER)
-            options.setdefault("max_instances", (DEFAULT_MIN_INSTANCES,))
-        result = optimize_gpu(GpuWorkload(arrivals, lengths, model, pricing, work.slo_ms),
-                              work.percentile, evals, seed, instance_types=instance_types,
-                              max_buffers=k, space_options=options,
-                              seeds=tuple(p for p in [batch_plan.get(work.rate_scale)]
-                                          if p is not None and policy == "mbs"))
+        result, note = sampled_gpu_search(
+            work, model, pricing, evals, seed, instance_types=instance_types, max_buffers=k,
+            space_options=space_options, sample_requests=sample_requests,
+            seeds=tuple(p for p in [batch_plan.get(work.rate_scale)]
+                        if p is not None and policy == "mbs"))
         wall = sum(r.wall_s for r in result.by_type.values())
         count = sum(r.evaluations for r in result.by_type.values())
         types = ", ".join(result.by_type)
@@ -174,13 +176,49 @@ def gpu_searcher(model: GpuLatencyModel, pricing: Pricing, evals: int, seed: int
             return Figures(policy, True, best.simulated, best.plan, how, best.message, wall,
                            count)
         plan, whole, steps = fit_fleet(work, best.plan, model, pricing)
-        return Figures(policy, _judged(work, whole), whole.metrics, plan, how + _grown(steps),
+        return Figures(policy, _judged(work, whole), whole.metrics, plan, how + grown_note(steps),
                        best.message, wall, count)
 
     return search
 
 
-def _grown(steps: int) -> str:
+def sampled_gpu_search(work: RateWork, model: GpuLatencyModel, pricing: Pricing, evals: int,
+                       seed: int, *, instance_types: Sequence[str] | None = None,
+                       max_buffers: int = 4, space_options: dict[str, Any] | None = None,
+                       seeds: Sequence[Plan] = (), progress: Progress | None = None,
+                       sample_requests: int = FLEET_SAMPLE_REQUESTS,
+                       ) -> tuple[GpuSearchResult, str]:
+    """optimize_gpu on the trace, or on pieces of a dense one with the fleet fixed and searched
+    (see the module doc; fit the plan to the whole trace with fit_fleet), and the note saying
+    which (empty: the whole trace)."""
+    arrivals, lengths, note = search_sample(work, seed, sample_requests, FLEET_PIECE_S)
+    options = dict(space_options or {})
+    if note:  # too short for the fleet to scale within: a fixed fleet, searched
+        options.setdefault("min_instances", MAX_INSTANCES_LADDER)
+        options.setdefault("max_instances", (DEFAULT_MIN_INSTANCES,))
+    result = optimize_gpu(GpuWorkload(arrivals, lengths, model, pricing, work.slo_ms),
+                          work.percentile, evals, seed, instance_types=instance_types,
+                          max_buffers=max_buffers, space_options=options, seeds=seeds,
+                          progress=progress)
+    return result, note
+
+
+def fitted_result(work: RateWork, result: SearchResult, model: GpuLatencyModel,
+                  pricing: Pricing, note: str) -> SearchResult:
+    """A sampled gpu search's result with its fixed fleet fitted to the whole trace, whose
+    replay becomes its simulated figures and judges it."""
+    plan, whole, steps = fit_fleet(work, result.plan, model, pricing)
+    p_ms = float(np.percentile(whole.latency_ms, work.percentile)) if whole.latency_ms.size \
+        else 0.0
+    ok = p_ms <= work.slo_ms
+    return replace(result, plan=plan, simulated=whole.metrics, feasible=ok, message=(
+        f"{result.message}{note}{grown_note(steps)}" if ok else
+        f"the fixed fleet found on a sample missed p{work.percentile:g} <= {work.slo_ms:g} ms "
+        f"on the whole trace ({p_ms:.0f} ms at {plan.max_instances} instances){note}"))
+
+
+def grown_note(steps: int) -> str:
+    """What fit_fleet did, for a plan's description ("" when the fleet held as searched)."""
     return (f"; the fixed fleet grown {steps} ladder step(s) on the whole trace, whose busiest "
             "minutes the sample missed" if steps else "")
 
@@ -259,7 +297,7 @@ def ragged_on_fleet(work: RateWork, model: GpuLatencyModel, pricing: Pricing,
                 break
         plan, result, steps = min(fitted, key=lambda f: (
             not _judged(work, f[1]), f[1].metrics.end_to_end_cost_per_million_usd))
-        how += _grown(steps) + f" (the cheapest of the sample's best {len(fitted)} there)"
+        how += grown_note(steps) + f" (the cheapest of the sample's best {len(fitted)} there)"
     return Figures("ragged", _judged(work, result), result.metrics, plan, how,
                    f"{tried} grid points simulated", 0.0, tried)
 
