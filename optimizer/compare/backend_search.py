@@ -98,10 +98,14 @@ def search_sample(work: RateWork, seed: int = 0, sample_requests: int = DENSE_RE
     return dense_sample(work.arrivals_s, work.lengths, seed, sample_requests, piece_s)
 
 
-def _judged(work: RateWork, result: SimResult) -> bool:
+def _tail_ms(work: RateWork, result: SimResult) -> float:
+    """The run's latency at the work's percentile (0 for a run without requests)."""
     latency = result.latency_ms
-    tail = float(np.percentile(latency, work.percentile)) if latency.size else 0.0
-    return tail <= work.slo_ms
+    return float(np.percentile(latency, work.percentile)) if latency.size else 0.0
+
+
+def _judged(work: RateWork, result: SimResult) -> bool:
+    return _tail_ms(work, result) <= work.slo_ms
 
 
 def _buffers(policy: str, max_buffers: int) -> int:
@@ -208,8 +212,7 @@ def fitted_result(work: RateWork, result: SearchResult, model: GpuLatencyModel,
     """A sampled gpu search's result with its fixed fleet fitted to the whole trace, whose
     replay becomes its simulated figures and judges it."""
     plan, whole, steps = fit_fleet(work, result.plan, model, pricing)
-    p_ms = float(np.percentile(whole.latency_ms, work.percentile)) if whole.latency_ms.size \
-        else 0.0
+    p_ms = _tail_ms(work, whole)
     ok = p_ms <= work.slo_ms
     return replace(result, plan=plan, simulated=whole.metrics, feasible=ok, message=(
         f"{result.message}{note}{grown_note(steps)}" if ok else

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from buffers.plan import DEFAULT_MIN_INSTANCES, MAX_CONCURRENCY, MIN_CONCURRENCY, Plan
+from optimizer.estimator.context import EstimatorContext
 from optimizer.estimator.fleet import fleet_context
 from optimizer.platform.backends import GPU_MEMORY_MB
 from optimizer.platform.gpu_instances import INSTANCES, gpu_for_device_name, instance, scale_model
@@ -134,21 +135,31 @@ def optimize_gpu(work: GpuWorkload, percentile: float, evals: int, seed: int, *,
         raise ValueError("instance_types must name at least one instance type, got none")
     scaling = work.scaling or ScalingRules()
 
+    setups: dict[str, tuple[EstimatorContext, SimInputs, SearchSpace, list[Plan]]] = {}
+
+    def setup(kind: str) -> tuple[EstimatorContext, SimInputs, SearchSpace, list[Plan]]:
+        """A type's context, simulator inputs, space and seeds, built once for both rounds."""
+        if kind not in setups:
+            service = service_for(work.model, kind)
+            options = dict(space_options or {})
+            options.setdefault("batch_range", (1, batch_ceiling(service, work.lengths)))
+            space = gpu_space(kind, max_buffers, slo_ms=work.slo_ms, **options)
+            setups[kind] = (
+                fleet_context(work.arrivals_s, work.lengths, service, work.pricing,
+                              work.slo_ms, work.rules, fleet=work.fleet),
+                SimInputs(work.arrivals_s, work.lengths, service, work.pricing, work.rules,
+                          work.fleet, work.scaling),
+                space,
+                [replace(p, instance_type=kind) for p in seeds]
+                + knee_seeds(space, Encoding.build(space, work.lengths).cuts, service,
+                             work.arrivals_s, work.lengths, work.slo_ms,
+                             scaling.target_utilization))
+        return setups[kind]
+
     def run(kind: str, budget: int, extra: Sequence[Plan]) -> SearchResult:
-        service = service_for(work.model, kind)
-        ctx = fleet_context(work.arrivals_s, work.lengths, service, work.pricing, work.slo_ms,
-                            work.rules, fleet=work.fleet)
-        sim = SimInputs(work.arrivals_s, work.lengths, service, work.pricing, work.rules,
-                        work.fleet, work.scaling)
-        options = dict(space_options or {})
-        options.setdefault("batch_range", (1, batch_ceiling(service, work.lengths)))
-        space = gpu_space(kind, max_buffers, slo_ms=work.slo_ms, **options)
-        told = [replace(p, instance_type=kind) for p in (*extra, *seeds)]
-        told += knee_seeds(space, Encoding.build(space, work.lengths).cuts, service,
-                           work.arrivals_s, work.lengths, work.slo_ms,
-                           scaling.target_utilization)
+        ctx, sim, space, told = setup(kind)
         return optimize(ctx, sim, space, work.slo_ms, percentile, max(budget, 1), seed,
-                        progress, seeds=told)
+                        progress, seeds=[*extra, *told])
 
     if len(kinds) == 1:
         return GpuSearchResult({kinds[0]: run(kinds[0], evals, ())})
